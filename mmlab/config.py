@@ -1,0 +1,184 @@
+"""Configs: one ``@dataclass`` per component, JSON/YAML load and save, dotted overrides.
+
+Behaviour follows nanoGPT's configurator without the ``exec``: a file, then
+``--section.key=value`` overrides, type-checked, unknown keys rejected with the list of
+known ones::
+
+    cfg = apply_overrides(ADMCConfig(), ["--diffusion.start_step=50", "--mf.layers=2"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Literal, TypeVar, Union
+
+import yaml
+
+from mmlab.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain, JSON-able dict of a (nested) config dataclass."""
+    if not dataclasses.is_dataclass(cfg):
+        raise ConfigError(f"to_dict: expected a config dataclass, got {type(cfg).__name__}")
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=list))
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against annotation ``tp`` (with the usual safe widenings)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: expected one of {list(args)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
+        return from_dict(tp, value, where)
+    if origin in (list, tuple) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if args and not (origin is tuple and len(args) == 2 and args[1] is Ellipsis):
+            if origin is tuple and len(args) != len(value):
+                raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+            items = [_coerce(v, args[i] if origin is tuple else args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+        elif args:
+            items = [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+        else:
+            items = list(value)
+        return tuple(items) if (origin is tuple or tp is tuple) else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str | None = None) -> T:
+    """Build config ``cls`` from a mapping; unknown keys and wrong types raise `ConfigError`."""
+    where = where or cls.__name__
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(fields)}")
+    hints = _hints(cls)
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def load_config(cls: type[T], path: str | Path) -> T:
+    """Read a JSON or YAML file into config ``cls``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: malformed {'JSON' if path.suffix == '.json' else 'YAML'} ({err})") from None
+    if data is None:
+        data = {}
+    return from_dict(cls, data, where=str(path))
+
+
+def save_config(cfg: Any, path: str | Path) -> Path:
+    """Write a config as JSON (``.json``) or YAML (anything else)."""
+    path = Path(path)
+    data = to_dict(cfg)
+    path.write_text(json.dumps(data, indent=2) + "\n" if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _parse_override(item: str) -> tuple[str, str]:
+    text = item[2:] if item.startswith("--") else item
+    if "=" not in text:
+        raise ConfigError(f"override {item!r}: expected --section.key=value")
+    key, raw = text.split("=", 1)
+    if not key:
+        raise ConfigError(f"override {item!r}: empty key")
+    return key, raw
+
+
+def apply_overrides(cfg: T, overrides: Iterable[str] | dict[str, Any]) -> T:
+    """Return a copy of ``cfg`` with dotted overrides applied.
+
+    ``overrides`` is a list such as ``["--diffusion.start_step=50"]`` (values parsed as YAML
+    scalars) or a dict ``{"diffusion.start_step": 50}``.
+    """
+    data = to_dict(cfg)
+    items = overrides.items() if isinstance(overrides, dict) else (_parse_override(o) for o in overrides)
+    for key, raw in items:
+        value = yaml.safe_load(raw) if isinstance(raw, str) else raw
+        if isinstance(raw, str) and value is None and raw.strip() not in ("null", "~", "None", ""):
+            value = raw
+        if raw == "None":
+            value = None
+        node, cls = data, type(cfg)
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            names = {f.name for f in dataclasses.fields(cls)}
+            if part not in names:
+                prefix = ".".join(parts[:i]) or cls.__name__
+                raise ConfigError(f"override {key!r}: unknown key {part!r} in {prefix}; known keys are {sorted(names)}")
+            if i == len(parts) - 1:
+                node[part] = _coerce(value, _hints(cls)[part], f"override {key}")
+                if dataclasses.is_dataclass(node[part]):
+                    node[part] = to_dict(node[part])
+            else:
+                sub = _hints(cls)[part]
+                if not dataclasses.is_dataclass(sub):
+                    raise ConfigError(f"override {key!r}: {part!r} is a value, not a section")
+                node, cls = node[part], sub
+    return from_dict(type(cfg), data)

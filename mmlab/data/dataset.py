@@ -1,0 +1,240 @@
+"""`MMDataset`: an in-memory multimodal dataset with named modalities and seeded splits.
+
+Features are stored zero-padded, one array per modality, (N, T_m, D_m) float32, with the
+valid lengths (N,) beside them. Batches are cut to the longest sequence they contain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from mmlab.data.batch import MMBatch
+from mmlab.errors import DataError
+
+SPLITS = ("train", "valid", "test")
+
+
+def stratified_split(
+    y: np.ndarray, fractions: tuple[float, float, float] = (0.7, 0.1, 0.2), seed: int = 0
+) -> np.ndarray:
+    """Seeded stratified train/valid/test assignment; returns an (N,) array of split names.
+
+    Within each class the samples are shuffled with ``np.random.default_rng(seed)`` and cut
+    at the cumulative fractions, so every class appears in every split in proportion.
+    """
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
+        raise DataError(f"split fractions: expected three non-negative numbers summing to 1, got {fractions}")
+    rng = np.random.default_rng(seed)
+    out = np.empty(len(y), dtype="<U5")
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        n_train = int(round(fractions[0] * len(idx)))
+        n_valid = int(round(fractions[1] * len(idx)))
+        out[idx[:n_train]] = "train"
+        out[idx[n_train : n_train + n_valid]] = "valid"
+        out[idx[n_train + n_valid :]] = "test"
+    return out
+
+
+@dataclass
+class MMDataset:
+    """A whole dataset (all splits) held in memory.
+
+    ``feats[m]`` (N, T_m, D_m) float32 zero-padded; ``lengths[m]`` (N,) int valid frames
+    (>= 1); ``y`` (N,) int labels in [0, n_classes); ``split`` (N,) in {train, valid, test};
+    ``ids`` (N,) str. ``info`` holds dataset-specific extras (e.g. the synthetic oracle).
+    """
+
+    name: str
+    modalities: tuple[str, ...]
+    feats: dict[str, np.ndarray]
+    lengths: dict[str, np.ndarray]
+    y: np.ndarray
+    split: np.ndarray
+    ids: np.ndarray
+    classes: list[str]
+    y_reg: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.modalities = tuple(self.modalities)
+        self.validate()
+
+    # ----------------------------------------------------------------- checks
+    def validate(self) -> "MMDataset":
+        """Check the data contract; raise `DataError` naming the key and what was expected."""
+        where = f"dataset {self.name!r}"
+        n = len(self.y)
+        if n == 0:
+            raise DataError(f"{where}: has no samples")
+        if not self.modalities:
+            raise DataError(f"{where}: has no modalities")
+        if self.y.ndim != 1 or not np.issubdtype(self.y.dtype, np.integer):
+            raise DataError(f"{where}: labels y must be a 1-d integer array, got {self.y.dtype} {self.y.shape}")
+        if self.y.min() < 0 or self.y.max() >= len(self.classes):
+            raise DataError(
+                f"{where}: labels must lie in [0, {len(self.classes)}), got range [{self.y.min()}, {self.y.max()}]"
+            )
+        for key, arr in (("split", self.split), ("ids", self.ids)):
+            if arr.shape != (n,):
+                raise DataError(f"{where}: {key} must have shape ({n},), got {arr.shape}")
+        bad = set(np.unique(self.split)) - set(SPLITS)
+        if bad:
+            raise DataError(f"{where}: split values must be in {SPLITS}, got {sorted(bad)}")
+        for m in self.modalities:
+            x, ln = self.feats.get(m), self.lengths.get(m)
+            if x is None or ln is None:
+                raise DataError(f"{where}: modality {m!r} has no features or lengths")
+            if x.ndim != 3 or x.shape[0] != n:
+                raise DataError(f"{where}: features of {m!r} must be (N={n}, T, D), got {x.shape}")
+            if x.dtype != np.float32:
+                raise DataError(f"{where}: features of {m!r} must be float32, got {x.dtype}")
+            if ln.shape != (n,) or ln.min() < 1 or ln.max() > x.shape[1]:
+                raise DataError(
+                    f"{where}: lengths of {m!r} must be (N,) integers in [1, {x.shape[1]}], "
+                    f"got shape {ln.shape} range [{ln.min()}, {ln.max()}]"
+                )
+            if not np.isfinite(x).all():
+                raise DataError(f"{where}: features of {m!r} contain NaN or inf")
+        return self
+
+    # ----------------------------------------------------------------- views
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {m: int(self.feats[m].shape[2]) for m in self.modalities}
+
+    @property
+    def max_len(self) -> dict[str, int]:
+        return {m: int(self.feats[m].shape[1]) for m in self.modalities}
+
+    def split_indices(self, split: str) -> np.ndarray:
+        if split not in SPLITS:
+            raise DataError(f"split: expected one of {SPLITS}, got {split!r}")
+        return np.flatnonzero(self.split == split)
+
+    def subset(self, split: str) -> "MMDataset":
+        """The samples of one split, as a dataset of its own."""
+        idx = self.split_indices(split)
+        if len(idx) == 0:
+            raise DataError(f"dataset {self.name!r}: split {split!r} is empty")
+        return self.take(idx)
+
+    def take(self, idx: np.ndarray) -> "MMDataset":
+        return MMDataset(
+            name=self.name,
+            modalities=self.modalities,
+            feats={m: self.feats[m][idx] for m in self.modalities},
+            lengths={m: self.lengths[m][idx] for m in self.modalities},
+            y=self.y[idx],
+            split=self.split[idx],
+            ids=self.ids[idx],
+            classes=self.classes,
+            y_reg=None if self.y_reg is None else self.y_reg[idx],
+            info=self.info,
+        )
+
+    # ----------------------------------------------------------------- batches
+    def batch(self, idx: Sequence[int] | np.ndarray | None = None, device: str | torch.device = "cpu") -> MMBatch:
+        """An `MMBatch` of rows ``idx`` (all rows when None), all modalities available."""
+        idx = np.arange(len(self)) if idx is None else np.asarray(idx)
+        feats, pad, obs = {}, {}, {}
+        for m in self.modalities:
+            ln = self.lengths[m][idx]
+            t = int(ln.max())
+            x = torch.from_numpy(np.ascontiguousarray(self.feats[m][idx, :t]))
+            mask = torch.arange(t)[None, :] < torch.from_numpy(ln)[:, None]
+            feats[m], pad[m], obs[m] = x.to(device), mask.to(device), mask.clone().to(device)
+        avail = torch.ones(len(idx), len(self.modalities), dtype=torch.bool, device=device)
+        y = torch.from_numpy(self.y[idx].astype(np.int64)).to(device)
+        y_reg = None if self.y_reg is None else torch.from_numpy(self.y_reg[idx].astype(np.float32)).to(device)
+        return MMBatch(self.modalities, feats, pad, obs, avail, y, [str(i) for i in self.ids[idx]], y_reg)
+
+    def iter_batches(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        rng: np.random.Generator | None = None,
+        device: str | torch.device = "cpu",
+    ) -> Iterator[MMBatch]:
+        """Batches over the whole dataset; ``shuffle`` needs an explicit ``rng``."""
+        if batch_size < 1:
+            raise DataError(f"batch_size: expected a positive integer, got {batch_size}")
+        order = np.arange(len(self))
+        if shuffle:
+            if rng is None:
+                raise DataError("iter_batches(shuffle=True) needs an explicit numpy Generator `rng`")
+            order = rng.permutation(len(self))
+        for start in range(0, len(order), batch_size):
+            yield self.batch(order[start : start + batch_size], device=device)
+
+    def describe(self) -> str:
+        """A short human-readable summary (modalities, shapes, classes, split sizes)."""
+        lines = [f"{self.name}: {len(self)} samples, {self.n_classes} classes"]
+        for m in self.modalities:
+            ln = self.lengths[m]
+            lines.append(f"  {m}: D={self.dims[m]}, T in [{ln.min()}, {ln.max()}]")
+        counts = np.bincount(self.y, minlength=self.n_classes)
+        lines.append("  classes: " + ", ".join(f"{c}={k}" for c, k in zip(self.classes, counts)))
+        lines.append("  splits: " + ", ".join(f"{s}={int((self.split == s).sum())}" for s in SPLITS))
+        return "\n".join(lines)
+
+
+def from_arrays(
+    name: str,
+    feats: dict[str, np.ndarray],
+    y: np.ndarray,
+    lengths: dict[str, np.ndarray] | None = None,
+    split: np.ndarray | None = None,
+    ids: np.ndarray | None = None,
+    classes: list[str] | None = None,
+    split_seed: int = 0,
+    y_reg: np.ndarray | None = None,
+    info: dict | None = None,
+) -> MMDataset:
+    """Build an `MMDataset` from plain arrays; (N, D) features become (N, 1, D).
+
+    Missing ``lengths`` mean full length; a missing ``split`` gets a seeded stratified split.
+    """
+    y = np.asarray(y)
+    n = len(y)
+    f32, lens = {}, {}
+    for m, x in feats.items():
+        x = np.asarray(x)
+        if x.ndim == 2:
+            x = x[:, None, :]
+        if x.ndim != 3:
+            raise DataError(f"{name}: features of {m!r} must be (N, T, D) or (N, D), got {x.shape}")
+        f32[m] = np.ascontiguousarray(x, dtype=np.float32)
+        lens[m] = (
+            np.full(n, x.shape[1], np.int64) if lengths is None or m not in lengths else np.asarray(lengths[m]).astype(np.int64)
+        )
+    if classes is None:
+        classes = [str(c) for c in range(int(y.max()) + 1)] if n else []
+    if split is None:
+        split = stratified_split(y, seed=split_seed)
+    if ids is None:
+        ids = np.array([f"{name}-{i}" for i in range(n)])
+    return MMDataset(
+        name=name,
+        modalities=tuple(feats),
+        feats=f32,
+        lengths=lens,
+        y=y.astype(np.int64),
+        split=np.asarray(split).astype(str),
+        ids=np.asarray(ids).astype(str),
+        classes=list(classes),
+        y_reg=y_reg,
+        info=info or {},
+    )
