@@ -151,6 +151,23 @@ def _parse_override(item: str) -> tuple[str, str]:
     return key, raw
 
 
+def _parse_scalar(raw: str) -> Any:
+    """Parse an override's value: numbers (``1e-3`` included), booleans, null, lists, strings."""
+    text = raw.strip()
+    if text in ("None", "null", "~"):
+        return None
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return raw
+    return raw if value is None else value
+
+
 def apply_overrides(cfg: T, overrides: Iterable[str] | dict[str, Any]) -> T:
     """Return a copy of ``cfg`` with dotted overrides applied.
 
@@ -160,11 +177,7 @@ def apply_overrides(cfg: T, overrides: Iterable[str] | dict[str, Any]) -> T:
     data = to_dict(cfg)
     items = overrides.items() if isinstance(overrides, dict) else (_parse_override(o) for o in overrides)
     for key, raw in items:
-        value = yaml.safe_load(raw) if isinstance(raw, str) else raw
-        if isinstance(raw, str) and value is None and raw.strip() not in ("null", "~", "None", ""):
-            value = raw
-        if raw == "None":
-            value = None
+        value = _parse_scalar(raw) if isinstance(raw, str) else raw
         node, cls = data, type(cfg)
         parts = key.split(".")
         for i, part in enumerate(parts):
