@@ -1,0 +1,197 @@
+"""The ``mmlab`` command line: thin wrappers over the functions the notebooks call.
+
+    mmlab run [-p NAME VALUE ...]            execute the notebooks in order into runs/<timestamp>/
+    mmlab data list | oracle NAME | validate FILE
+    mmlab train METHOD --data NAME_OR_PATH --out RUN_DIR [--key.sub=value ...]
+    mmlab compare --data NAME --methods a,b --protocol patterns --seeds 1111 --out DIR
+    mmlab report RESULTS_DIR ... --out DIR
+    mmlab bench [--methods a,b]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from mmlab.errors import MMLabError
+
+
+def _table(rows: list[dict], columns: Sequence[str], floats: str = "{:.4f}") -> str:
+    cells = [[floats.format(r[c]) if isinstance(r[c], float) else str(r[c]) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+# ---------------------------------------------------------------------------- data
+def cmd_data(args: argparse.Namespace, extra: list[str]) -> int:
+    from mmlab.data import list_datasets, load_dataset
+
+    if args.data_cmd == "list":
+        rows = list_datasets(args.data_root)
+        for r in rows:
+            r["found"] = "yes" if r["found"] else "no"
+        print(_table(rows, ["name", "found", "where", "description"]))
+        return 0
+    if args.data_cmd == "oracle":
+        from mmlab.data.synthetic import oracle_table
+
+        data = load_dataset(args.name, **({"preset": args.preset} if args.preset else {}))
+        rows = oracle_table(data, split=args.split)
+        print(f"Bayes oracle of {args.name!r} on the {args.split} split ({int((data.split == args.split).sum())} samples)")
+        print(_table(rows, ["condition", "accuracy", "macro_recall", "expected_accuracy"]))
+        return 0
+    if args.data_cmd == "validate":
+        from mmlab.data.byo import validate_npz
+
+        problems, summary = validate_npz(args.file)
+        if problems:
+            print(f"{args.file}: {len(problems)} problem(s)")
+            for p in problems:
+                print(f"  - {p}")
+            return 1
+        print(summary)
+        return 0
+    raise MMLabError(f"unknown data command {args.data_cmd!r}")
+
+
+# ---------------------------------------------------------------------------- run
+def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    from mmlab.workspace import run_notebooks
+
+    params = {name: value for name, value in (args.param or [])}
+    out = run_notebooks(
+        notebooks_dir=args.notebooks, runs_root=args.out, params=params, timeout=args.timeout, kernel=args.kernel
+    )
+    print(f"run folder: {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- train / compare
+def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
+    from mmlab.experiments import train_method
+
+    out = train_method(args.method, args.data, args.out, overrides=extra, device=args.device, seed=args.seed, preset=args.preset)
+    print(f"trained {args.method} into {out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, extra: list[str]) -> int:
+    from mmlab.experiments import compare
+
+    seeds = [int(s) for s in str(args.seeds).split(",") if s]
+    paths = compare(
+        data=args.data,
+        methods=[m for m in args.methods.split(",") if m],
+        protocol=args.protocol,
+        seeds=seeds,
+        out=args.out,
+        overrides=extra,
+        device=args.device,
+        preset=args.preset,
+    )
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
+    from mmlab.report import build_report
+
+    for p in build_report(args.results, args.out):
+        print(f"wrote {p}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
+    from mmlab.bench import run_bench
+
+    run_bench(
+        methods=[m for m in args.methods.split(",") if m] if args.methods else None,
+        data=args.data,
+        out=args.out,
+        device=args.device,
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mmlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute the notebooks with papermill into a new runs/<timestamp>/ folder")
+    run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="notebook parameter")
+    run.add_argument("--notebooks", default="notebooks", help="folder of ordered notebooks (default: notebooks)")
+    run.add_argument("--out", default="runs", help="root of the run folders (default: runs)")
+    run.add_argument("--timeout", type=int, default=900, help="per-cell execution timeout in seconds")
+    run.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    run.set_defaults(func=cmd_run)
+
+    data = sub.add_parser("data", help="datasets: list, oracle, validate")
+    dsub = data.add_subparsers(dest="data_cmd", required=True)
+    dl = dsub.add_parser("list", help="registered datasets and whether they are found on this machine")
+    dl.add_argument("--data-root", default=None, help="where licensed datasets live (default: $MMLAB_DATA_ROOT)")
+    do = dsub.add_parser("oracle", help="Bayes accuracy / macro recall per availability pattern")
+    do.add_argument("name")
+    do.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    do.add_argument("--preset", default=None, help="synthetic preset (default, paper, tiny)")
+    dv = dsub.add_parser("validate", help="check a bring-your-own .npz file")
+    dv.add_argument("file")
+    data.set_defaults(func=cmd_data)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    common.add_argument("--preset", default=None, help="method size preset (e.g. paper)")
+
+    tr = sub.add_parser("train", parents=[common], help="train one method (resumable); extra --a.b=v override its config")
+    tr.add_argument("method")
+    tr.add_argument("--data", default="synthetic", help="dataset name or path to a .npz file")
+    tr.add_argument("--out", required=True, help="run folder (an unfinished one is resumed)")
+    tr.add_argument("--seed", type=int, default=1111)
+    tr.set_defaults(func=cmd_train)
+
+    cp = sub.add_parser("compare", parents=[common], help="train and evaluate methods on the same seeded test masks")
+    cp.add_argument("--data", default="synthetic")
+    cp.add_argument("--methods", required=True, help="comma-separated method names")
+    cp.add_argument("--protocol", default="patterns", help="patterns, rates, eta (comma-separated for several)")
+    cp.add_argument("--seeds", default="1111", help="comma-separated seeds")
+    cp.add_argument("--out", required=True)
+    cp.set_defaults(func=cmd_compare)
+
+    rp = sub.add_parser("report", help="aggregate results.csv files into CSV / Markdown / HTML")
+    rp.add_argument("results", nargs="+", help="folders holding results.csv")
+    rp.add_argument("--out", required=True)
+    rp.set_defaults(func=cmd_report)
+
+    bn = sub.add_parser("bench", help="parameters, throughput and memory of every method")
+    bn.add_argument("--methods", default=None)
+    bn.add_argument("--data", default="synthetic")
+    bn.add_argument("--out", default=None, help="folder for bench.csv")
+    bn.add_argument("--device", default="cpu")
+    bn.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in ("train", "compare"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    bad = [e for e in extra if not (e.startswith("--") and "=" in e)]
+    if bad:
+        parser.error(f"config overrides must look like --section.key=value, got {' '.join(bad)}")
+    try:
+        return int(args.func(args, extra) or 0)
+    except MMLabError as err:
+        print(f"mmlab: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mmlab: interrupted; finished results stay on disk", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
