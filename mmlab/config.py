@@ -112,6 +112,10 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str | None = None) -> T
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(fields)}")
+    required = [n for n, f in fields.items() if f.init and f.default is f.default_factory is dataclasses.MISSING]
+    missing = [n for n in required if n not in data]
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s) {missing}")
     hints = _hints(cls)
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     return cls(**kwargs)
@@ -186,7 +190,13 @@ def apply_overrides(cfg: T, overrides: Iterable[str] | dict[str, Any]) -> T:
                 prefix = ".".join(parts[:i]) or cls.__name__
                 raise ConfigError(f"override {key!r}: unknown key {part!r} in {prefix}; known keys are {sorted(names)}")
             if i == len(parts) - 1:
-                node[part] = _coerce(value, _hints(cls)[part], f"override {key}")
+                try:
+                    node[part] = _coerce(value, _hints(cls)[part], f"override {key}")
+                except ConfigError:
+                    if not isinstance(raw, str) or value == raw:
+                        raise
+                    # "--name=123", "--tag=no": a string field keeps the text as written
+                    node[part] = _coerce(raw, _hints(cls)[part], f"override {key}")
                 if dataclasses.is_dataclass(node[part]):
                     node[part] = to_dict(node[part])
             else:
