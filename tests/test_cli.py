@@ -1,0 +1,40 @@
+"""The command line: data list / oracle, and clear errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmlab.cli import main
+
+
+def test_data_list_shows_synthetic(capsys):
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic" in out and "bundled" in out
+
+
+def test_data_oracle_prints_one_row_per_condition(capsys):
+    assert main(["data", "oracle", "synthetic", "--preset", "tiny"]) == 0
+    out = capsys.readouterr().out
+    for cond in ("full", "{A}", "{V}", "{T}", "{AV}", "{AT}", "{VT}"):
+        assert f"\n{cond} " in out
+    assert "accuracy" in out and "macro_recall" in out
+
+
+def test_unknown_dataset_is_a_clear_error(capsys):
+    assert main(["data", "oracle", "no_such_data"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown dataset 'no_such_data'" in err and "Traceback" not in err
+
+
+def test_bad_override_syntax_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "reference", "--out", "x", "lr0.1"])
+    assert "--section.key=value" in capsys.readouterr().err
+
+
+def test_unknown_config_key_is_a_clear_error(tmp_path, capsys):
+    rc = main(["train", "reference", "--data", "synthetic", "--out", str(tmp_path / "r"), "--no_such_key=1"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "unknown key" in err and "no_such_key" in err
