@@ -71,7 +71,7 @@ def conditions_for(protocol: str, data: MMDataset) -> list:
     if protocol == "patterns":
         return ev.pattern_conditions(data.modalities, include_full=True)
     if protocol == "full":
-        return [c for c in ev.pattern_conditions(data.modalities, include_full=True) if c.condition == "full"]
+        return [c for c in ev.pattern_conditions(data.modalities, include_full=True) if c.label == "full"]
     if protocol == "rates":
         return ev.rate_conditions()
     if protocol == "eta":
@@ -127,7 +127,7 @@ def compare(
             rows += _evaluate_all(method, name, data, protocols, seed, device)
         if oracle is not None:
             rows += _evaluate_all(oracle, "bayes_oracle", data, [p for p in protocols if p != "generation"], seed, "cpu")
-    paths = ev.write_results(rows, out)
+    paths = list(ev.write_results(rows, out).values())
     if progress:
         print(f"compare: {len(methods)} method(s) x {len(seeds)} seed(s) in {time.time() - started:.0f} s")
     return paths
