@@ -1,0 +1,345 @@
+"""The Trainer: learning, checkpoints, atomic writes, resume, frozen parts, split hygiene, errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+import mmlab.utils
+from mmlab.data import MMDataset, from_arrays
+from mmlab.errors import ConfigError, DataError
+from mmlab.methods.base import Method
+from mmlab.methods.reference import ZeroFillLateFusion, ZeroFillLateFusionConfig
+from mmlab.nn.encoders import EncoderConfig
+from mmlab.train import (
+    Stage,
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    load_checkpoint,
+    random_mask_batch,
+    save_checkpoint,
+    validate_classifier,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run faster (and steadier on a busy machine) on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def toy_data(n: int = 240, seed: int = 0) -> MMDataset:
+    """3 classes, 3 modalities of variable length (A, V: LSTM; T: TextCNN), class signal in the means."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    feats, lens = {}, {}
+    for m, (t, d) in {"A": (10, 6), "V": (7, 5), "T": (6, 7)}.items():
+        mu = rng.normal(0, 1, (3, d))
+        x = rng.normal(0, 1.5, (n, t, d)) + mu[y][:, None, :]
+        ln = rng.integers(1, t + 1, n)
+        x[np.arange(t)[None] >= ln[:, None]] = 0
+        feats[m], lens[m] = x, ln
+    return from_arrays("toy", feats, y, lengths=lens)
+
+
+RUN = TrainConfig(epochs=4, batch_size=32, lr=3e-3, patience=2, lr_schedule="mmin_linear", grad_clip=5.0, progress=False)
+SMALL = ZeroFillLateFusionConfig(encoder=EncoderConfig(d_out=16, filters=8, hidden=16), head_hidden=16, train=RUN)
+QUIET = TrainConfig(progress=False)  # the Trainer's run-level fields; the stage's own config sets the rest
+
+
+def small_model(data: MMDataset, init_seed: int = 0, **train) -> ZeroFillLateFusion:
+    torch.manual_seed(init_seed)
+    cfg = replace(SMALL, train=replace(RUN, **train)) if train else SMALL
+    return ZeroFillLateFusion(cfg, data)
+
+
+class TwoStage(ZeroFillLateFusion):
+    """Stage "fusion" trains everything; stage "heads" retrains the heads on frozen encoders."""
+
+    name = "two_stage_test"
+
+    def stages(self, data):
+        (fusion,) = super().stages(data)
+        self.seen_training: list[bool] = []
+
+        def heads_loss(batch, rng):
+            self.seen_training.append(self.encoders.training)
+            return fusion.loss(batch, rng)
+
+        heads_cfg = TrainConfig(epochs=3, batch_size=32, lr=2e-3, patience=2, lr_schedule="mmin_linear")
+        return [fusion, Stage("heads", [self.heads], heads_loss, fusion.validate, config=heads_cfg)]
+
+
+
+def csv_rows(path):
+    with open(path) as fh:
+        return list(csv.reader(fh))
+
+
+def state(method):
+    return {k: v.clone() for k, v in method.state_dict().items()}
+
+
+# ----------------------------------------------------------------------------- learning
+def test_reference_model_learns(tmp_path):
+    data = toy_data(300)
+    model = small_model(data, epochs=8, patience=5)
+    res = Trainer(model, data, tmp_path, QUIET).fit()
+    assert res["fusion"]["best_metric"] > 0.6  # six-pattern mean macro recall; chance = 1/3
+    test = data.subset("test")
+    model.eval()
+    with torch.no_grad():
+        pred = model.predict_logits(test.batch()).argmax(1).numpy()
+    assert np.mean(pred == test.y) > 0.7  # full input, unseen rows
+    header, *rows = csv_rows(tmp_path / "metrics.csv")
+    assert header == ["time", "stage", "epoch", "split", "metric", "value"]
+    assert {(r[3], r[4]) for r in rows} >= {("train", "loss"), ("valid", "macro_recall"), ("valid", "accuracy")}
+
+
+def test_random_mask_batch_and_late_fusion(tmp_path):
+    from mmlab.missing import FixedPattern
+
+    data = toy_data(60)
+    model = small_model(data).eval()
+    batch = data.batch(np.arange(8))
+    masked = random_mask_batch(batch, FixedPattern(("A",)), "zero", np.random.default_rng(0))
+    assert masked.avail[:, 0].all() and not masked.avail[:, 1:].any()
+    assert torch.all(masked.feats["V"] == 0) and torch.equal(masked.complete["V"], batch.feats["V"])
+    with torch.no_grad():  # with only A available the fused logits are A's own
+        torch.testing.assert_close(model.predict_logits(masked), model.modality_logits(masked)[:, 0])
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _plain(x, where="ckpt"):
+    if isinstance(x, dict):
+        for k, v in x.items():
+            assert isinstance(k, (str, int)), where
+            _plain(v, f"{where}.{k}")
+    elif isinstance(x, (list, tuple)):
+        for i, v in enumerate(x):
+            _plain(v, f"{where}[{i}]")
+    else:
+        assert x is None or isinstance(x, (bool, int, float, str, torch.Tensor)), (where, type(x))
+
+
+def test_checkpoints_are_plain_dicts(tmp_path):
+    data = toy_data(120)
+    Trainer(small_model(data), data, tmp_path, QUIET).fit()
+    last = torch.load(tmp_path / "checkpoints/fusion/last.pt", weights_only=True)
+    best = torch.load(tmp_path / "checkpoints/fusion/best.pt", weights_only=True)
+    for ck in (last, best):
+        _plain(ck)
+    assert last["done"] is True and last["stage"] == "fusion"
+    assert {"model", "optimizer", "config", "epoch", "best_metric", "best_state", "bad_epochs", "rng",
+            "mmlab_version"} <= set(last)
+    assert last["config"]["lr"] == RUN.lr
+    assert all(torch.equal(best["model"][k], last["best_state"][k]) for k in best["model"])
+    assert (tmp_path / "config.json").exists()
+
+
+def test_atomic_checkpoint_write(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"epoch": 1, "w": torch.ones(3)})
+
+    def broken_save(obj, f, *a, **k):
+        f.write(b"partial bytes")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_checkpoint(path, {"epoch": 2, "w": torch.zeros(3)})
+    monkeypatch.undo()
+
+    def broken_replace(src, dst):
+        raise OSError("rename failed")
+
+    monkeypatch.setattr(mmlab.utils.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="rename failed"):
+        save_checkpoint(path, {"epoch": 3, "w": torch.zeros(3)})
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["last.pt"]  # no temp file left behind
+    assert load_checkpoint(path)["epoch"] == 1
+
+
+def test_load_checkpoint_refuses_pickled_objects(tmp_path):
+    buf = io.BytesIO()
+    torch.save({"config": RUN}, buf)  # a dataclass: not a plain dict
+    (tmp_path / "bad.pt").write_bytes(buf.getvalue())
+    with pytest.raises(DataError, match="bad.pt"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+# ----------------------------------------------------------------------------- resume
+class Crash(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    torch.set_num_threads(1)
+    data = toy_data(150)
+    out = tmp_path_factory.mktemp("full")
+    torch.manual_seed(0)
+    model = TwoStage(SMALL, data)
+    res = Trainer(model, data, out, QUIET).fit()
+    return data, res, state(model), csv_rows(out / "metrics.csv")
+
+
+@pytest.mark.parametrize("kill_at", [("fusion", 2), ("fusion", 4), ("heads", 1)])
+def test_resume_is_bit_identical(tmp_path, uninterrupted, kill_at):
+    data, res_full, state_full, rows_full = uninterrupted
+
+    def killer(stage, epoch, metrics):
+        if (stage, epoch) == kill_at:
+            raise Crash()
+
+    torch.manual_seed(0)  # the same init as the uninterrupted run
+    with pytest.raises(Crash):
+        Trainer(TwoStage(SMALL, data), data, tmp_path, QUIET, on_epoch_end=killer).fit()
+    before = (tmp_path / "metrics.csv").read_text()
+
+    torch.manual_seed(123)  # a different init and global RNG state: everything must come from the checkpoints
+    model = TwoStage(SMALL, data)
+    res = Trainer(model, data, tmp_path, QUIET).fit()
+
+    assert res == res_full
+    resumed = state(model)
+    assert resumed.keys() == state_full.keys()
+    assert all(torch.equal(resumed[k], state_full[k]) for k in resumed)
+    after = (tmp_path / "metrics.csv").read_text()
+    assert after.startswith(before)  # append-only
+    strip = lambda rows: [r[1:] for r in rows]  # noqa: E731  (drop the time column)
+    assert strip(csv_rows(tmp_path / "metrics.csv")) == strip(rows_full)
+
+    # a finished run resumes to the same result without training again
+    res2 = Trainer(TwoStage(SMALL, data), data, tmp_path, QUIET).fit()
+    assert res2 == res_full and (tmp_path / "metrics.csv").read_text() == after
+
+
+def test_different_config_refuses_existing_run(tmp_path):
+    data = toy_data(90)
+    Trainer(small_model(data, epochs=1), data, tmp_path, QUIET).fit()
+    Trainer(small_model(data, epochs=1), data, tmp_path, TrainConfig(progress=True)).fit()  # progress may change
+    with pytest.raises(ConfigError, match=r"config.json.*differs in method.config.train.epochs, stages.fusion.epochs\)"):
+        Trainer(small_model(data, epochs=2), data, tmp_path, QUIET).fit()
+    with pytest.raises(ConfigError, match=r"config.json.*differs in stages.fusion.seed, train.seed\)"):
+        Trainer(small_model(data, epochs=1), data, tmp_path, TrainConfig(progress=False, seed=3)).fit()
+
+
+# ----------------------------------------------------------------------------- frozen parts, splits
+def test_frozen_parts_do_not_change(tmp_path, uninterrupted):
+    data = uninterrupted[0]
+    model = TwoStage(SMALL, data)
+    snap = {}
+    model_stages = model.stages
+
+    def stages(d):
+        s = model_stages(d)
+        s[0].on_end = lambda: snap.update(state(model))
+        return s
+
+    model.stages = stages
+    Trainer(model, data, tmp_path, QUIET).fit()
+    final = state(model)
+    enc = [k for k in final if k.startswith("encoders.")]
+    heads = [k for k in final if k.startswith("heads.")]
+    assert enc and all(torch.equal(final[k], snap[k]) for k in enc)
+    assert any(not torch.equal(final[k], snap[k]) for k in heads)
+    assert model.seen_training and not any(model.seen_training)  # frozen encoders ran in eval()
+    assert all(p.requires_grad for p in model.parameters())  # flags restored after the stage
+
+
+def test_trainer_never_reads_test_rows(tmp_path, monkeypatch):
+    data = toy_data(90)
+    test_ids = set(data.ids[data.split == "test"])
+    seen: set[str] = set()
+    orig_batch, orig_take = MMDataset.batch, MMDataset.take
+
+    def spy_batch(self, idx=None, device="cpu"):
+        seen.update(self.ids if idx is None else self.ids[np.asarray(idx)])
+        return orig_batch(self, idx, device)
+
+    def spy_take(self, idx):
+        seen.update(self.ids[np.asarray(idx)])
+        return orig_take(self, idx)
+
+    monkeypatch.setattr(MMDataset, "batch", spy_batch)
+    monkeypatch.setattr(MMDataset, "take", spy_take)
+    Trainer(small_model(data, epochs=1), data, tmp_path, QUIET).fit()
+    assert seen and not (seen & test_ids)
+
+
+def test_stage_data_must_be_train_rows(tmp_path):
+    data = toy_data(60)
+    model = small_model(data)
+    (stage,) = model.stages(data)
+    stage.data = data.subset("valid")
+    model.stages = lambda d: [stage]
+    with pytest.raises(DataError, match="Stage.data"):
+        Trainer(model, data, tmp_path, TrainConfig(epochs=1, progress=False)).fit()
+    with pytest.raises(DataError, match="valid"):
+        validate_classifier(model, data.subset("test"))
+
+
+# ----------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("kwargs, name", [
+    ({"epochs": -1}, "epochs"), ({"select_metric": "f2"}, "select_metric"), ({"lr": 0.0}, "lr"),
+    ({"lr_schedule": "cosine"}, "lr_schedule"), ({"batch_size": 0}, "batch_size"), ({"patience": -2}, "patience"),
+])
+def test_bad_config(kwargs, name):
+    with pytest.raises(ConfigError, match=f"TrainConfig.{name}"):
+        TrainConfig(**kwargs)
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(epochs=10, lr_schedule="mmin_linear")
+    f = [cfg.lr_factor(e) for e in range(10)]
+    assert f[:4] == [1.0] * 4 and all(a > b for a, b in zip(f[4:], f[5:])) and f[-1] > 0
+    assert TrainConfig().lr_factor(7) == 1.0
+
+
+class NaNMethod(Method):
+    name = "nan"
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(3))
+
+    def predict_logits(self, batch):
+        return self.w.expand(batch.size, 3)
+
+    def stages(self, data):
+        valid = data.subset("valid")
+
+        def loss(batch, rng):
+            return F.cross_entropy(self.predict_logits(batch), batch.y) * (float("nan") if self.w.sum() != 0 else 1.0), {}
+
+        return [Stage("only", [self], loss, lambda: validate_classifier(self, valid))]
+
+
+def test_nan_loss_names_stage_and_epoch(tmp_path):
+    data = toy_data(60)
+    with pytest.raises(TrainingError, match=r"stage 'only', epoch 1, batch 1"):
+        Trainer(NaNMethod(), data, tmp_path, TrainConfig(epochs=2, batch_size=16, progress=False)).fit()
+
+
+def test_unknown_select_metric_in_validation(tmp_path):
+    data = toy_data(60)
+    m = NaNMethod()
+    (stage,) = m.stages(data)
+    stage.loss = lambda b, r: (F.cross_entropy(m.predict_logits(b), b.y), {})
+    stage.validate = lambda: {"accuracy": 0.5}
+    m.stages = lambda d: [stage]
+    with pytest.raises(ConfigError, match="select_metric 'macro_recall'.*accuracy"):
+        Trainer(m, data, tmp_path, TrainConfig(epochs=1, progress=False)).fit()
