@@ -40,7 +40,7 @@ import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 
 import mmlab
 from mmlab import metrics
-from mmlab.config import from_dict, to_dict
+from mmlab.config import to_dict
 from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError, DataError, MMLabError
@@ -414,6 +414,8 @@ class Trainer:
                             f"got splits {sorted(set(data.split))}")
         st = _StageState()
         ckpt = load_checkpoint(last, self.device) if last.exists() else None
+        if ckpt is not None and ckpt.get("stage") != stage.name:
+            raise DataError(f"{last}: holds stage {ckpt.get('stage')!r}, expected {stage.name!r}")
         if ckpt is not None and ckpt.get("done"):
             self.method.load_state_dict(ckpt["best_state"])
             st = self._restore_state(ckpt)
@@ -437,7 +439,7 @@ class Trainer:
             while st.epoch < cfg.epochs and not (cfg.patience and st.bad_epochs >= cfg.patience):
                 train_logs = self._train_epoch(i, stage, cfg, data, opt, params, st.epoch)
                 st.epoch += 1
-                val = self._validate(stage, cfg)
+                val = self._validate(stage, cfg, st.epoch)
                 m = val[cfg.select_metric]
                 if st.best_metric is None or (m > st.best_metric if higher else m < st.best_metric):
                     st.best_metric, st.best_epoch, st.best_val, st.bad_epochs = m, st.epoch, val, 0
@@ -492,7 +494,7 @@ class Trainer:
                 sums[name] = sums.get(name, 0.0) + float(v) * k
         return {**{name: v / max(n, 1) for name, v in sums.items()}, "lr": cfg.lr * cfg.lr_factor(epoch)}
 
-    def _validate(self, stage: Stage, cfg: TrainConfig) -> dict[str, float]:
+    def _validate(self, stage: Stage, cfg: TrainConfig, epoch: int) -> dict[str, float]:
         self.method.eval()
         with torch.no_grad():
             val = {k: float(v) for k, v in stage.validate().items()}
@@ -500,7 +502,8 @@ class Trainer:
             raise ConfigError(f"stage {stage.name!r}: select_metric {cfg.select_metric!r} is not among the "
                               f"validation metrics {sorted(val)}")
         if not math.isfinite(val[cfg.select_metric]):
-            raise TrainingError(f"stage {stage.name!r}: validation {cfg.select_metric} is {val[cfg.select_metric]}")
+            raise TrainingError(f"stage {stage.name!r}, epoch {epoch}: validation {cfg.select_metric} is "
+                                f"{val[cfg.select_metric]}")
         return val
 
     def _restore_state(self, ckpt: dict[str, Any]) -> _StageState:
@@ -514,7 +517,3 @@ class Trainer:
             torch.manual_seed(_epoch_seeds(self.config.seed, i, 10**6)[2])
             stage.on_end()
 
-
-def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
-    """A `TrainConfig` from a plain dict (e.g. a checkpoint's ``config``)."""
-    return from_dict(TrainConfig, d)

@@ -11,6 +11,7 @@ otherwise one of the six patterns, spec §2.9 C1), so it handles every availabil
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 from torch.nn import functional as F
