@@ -1,0 +1,385 @@
+"""Bring your own features: the documented ``.npz`` layout, a validator, a loader, an exporter.
+
+One ``.npz`` file (``np.savez`` or ``np.savez_compressed``; no pickled objects) with keys:
+
+=============== ==================== =======================================================
+key             shape                meaning
+=============== ==================== =======================================================
+``X_<name>``    (N, T, D) or (N, D)  features of modality ``<name>`` (letters, digits, ``_ . -``);
+                                     real numbers, stored as float32 on load; (N, D) = one vector
+``len_<name>``  (N,) integer         optional valid frames of each sample, in [1, T] (absent:
+                                     all T frames are real); frames past it are zeroed on load
+``y``           (N,) integer         class labels 0..C-1 (floats are accepted if integral)
+``y_reg``       (N,) float           optional regression target (e.g. MOSI sentiment)
+``split``       (N,) str             optional, each in {train, valid, test}, none empty; absent:
+                                     a seeded stratified 70/10/20 split (`stratified_split`)
+``ids``         (N,) str             optional unique sample ids (absent: ``<file stem>-<i>``)
+``classes``     (C,) str             optional class names (absent: "0".."C-1"; then every label
+                                     0..max(y) must occur, a gap means labels were not re-indexed)
+=============== ==================== =======================================================
+
+`validate_npz` reports every problem it finds; `load_npz` raises one `DataError` listing them
+all. Array shapes are read from the ``.npy`` headers and checked (at most 1e8 elements per array)
+before any data is read, and the file is opened with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mmlab.data.dataset import SPLITS, MMDataset, stratified_split
+from mmlab.data.safe_pickle import read_npy_header
+from mmlab.errors import DataError
+
+MAX_ELEMENTS = 10**8  # per array; larger arrays are refused before allocation
+NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass
+class _Scan:
+    path: str
+    problems: list[str] = field(default_factory=list)
+    members: set[str] = field(default_factory=set)  # every key in the archive, readable or not
+    shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def bad(self, key: str, msg: str) -> None:
+        self.problems.append(f"{key}: {msg}")
+
+
+def _kind(key: str) -> str:
+    if key.startswith("X_"):
+        return "X"
+    if key.startswith("len_"):
+        return "len"
+    return key if key in ("y", "y_reg", "split", "ids", "classes") else "unknown"
+
+
+def _read_members(s: _Scan, zf: zipfile.ZipFile) -> None:
+    """Read headers, refuse absurd or object arrays, then read the data of the rest."""
+    seen: set[str] = set()
+    for info in zf.infolist():
+        name = info.filename
+        if info.is_dir():
+            continue
+        if not name.endswith(".npy"):
+            s.bad(name, "archive member is not a .npy array")
+            continue
+        key = name[:-4]
+        if key in seen:
+            s.bad(key, "appears twice in the archive")
+            continue
+        seen.add(key)
+        s.members.add(key)
+        if _kind(key) == "unknown":
+            s.bad(key, "unknown key (expected X_<name>, len_<name>, y, y_reg, split, ids, classes)")
+            continue
+        try:
+            with zf.open(info) as fh:
+                shape, _, dtype = read_npy_header(fh, key)
+                offset = fh.tell()
+        except DataError as err:
+            s.bad(key, f"cannot read the array header ({str(err).split(': ', 1)[-1]})")
+            continue
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError, ValueError) as err:
+            s.bad(key, f"cannot read archive member ({err})")
+            continue
+        s.shapes[key] = (shape, dtype)
+        n = int(np.prod(shape, dtype=np.float64)) if shape else 1
+        if n > MAX_ELEMENTS:
+            s.bad(key, f"shape {shape} has {n:.3g} elements, more than the limit {MAX_ELEMENTS:.0e}; refused before reading")
+            continue
+        if dtype.hasobject:
+            s.bad(key, f"object array (pickled Python objects, dtype {dtype}) is not allowed; store numbers or fixed-width strings")
+            continue
+        if info.file_size < offset + n * dtype.itemsize:
+            s.bad(key, f"truncated: header says {shape} {dtype} but the member holds only {info.file_size - offset} data bytes")
+            continue
+        try:
+            with zf.open(info) as fh:
+                s.arrays[key] = np.lib.format.read_array(fh, allow_pickle=False)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, ValueError, MemoryError) as err:
+            s.bad(key, f"cannot read array data ({err})")
+
+
+def _as_str(s: _Scan, key: str, a: np.ndarray) -> np.ndarray | None:
+    if a.dtype.kind == "U":
+        return a
+    if a.dtype.kind == "S":
+        try:
+            return np.char.decode(a, "utf-8")
+        except UnicodeDecodeError:
+            s.bad(key, "bytes are not valid UTF-8")
+            return None
+    s.bad(key, f"expected strings, got dtype {a.dtype}")
+    return None
+
+
+def _as_int(s: _Scan, key: str, a: np.ndarray) -> np.ndarray | None:
+    if a.dtype.kind in "iu":
+        return a.astype(np.int64)
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            s.bad(key, "contains NaN or inf")
+            return None
+        if not np.all(a == np.round(a)):
+            s.bad(key, f"float values that are not integral (e.g. {float(a[a != np.round(a)].flat[0])}); expected integers")
+            return None
+        return a.astype(np.int64)
+    s.bad(key, f"expected integers, got dtype {a.dtype}")
+    return None
+
+
+def _check(s: _Scan) -> None:
+    """Semantic checks over whatever could be read."""
+    keys = list(s.shapes)
+    xs = [k for k in keys if k.startswith("X_")]
+    if not any(k.startswith("X_") for k in s.members):
+        s.problems.append("file: no modality arrays (expected at least one key X_<name>)")
+    if "y" not in s.members:
+        s.problems.append("file: missing required key 'y' (labels, shape (N,))")
+    # N: from y when it is 1-d, else from the first modality
+    ref_key = "y" if "y" in s.shapes and len(s.shapes["y"][0]) == 1 else (xs[0] if xs else None)
+    n = s.shapes[ref_key][0][0] if ref_key and s.shapes[ref_key][0] else None
+    for k in keys:
+        shape = s.shapes[k][0]
+        if k == "classes" or not shape or n is None or k == ref_key:
+            continue
+        if shape[0] != n:
+            s.bad(k, f"has {shape[0]} rows but {ref_key!r} has {n} (every per-sample array needs the same N)")
+    if n == 0:
+        s.bad(ref_key or "y", "has no samples (N = 0)")
+
+    t_of: dict[str, int] = {}
+    for k in xs:
+        name, (shape, dtype) = k[2:], s.shapes[k]
+        if not NAME_RE.match(name):
+            s.bad(k, "modality name must be non-empty letters, digits, '_', '.' or '-'")
+        if len(shape) not in (2, 3):
+            s.bad(k, f"has {len(shape)} dimensions {shape}; expected (N, T, D) or (N, D)")
+        elif 0 in shape:
+            s.bad(k, f"has a zero-sized dimension {shape} (N, T and D must be >= 1)")
+        else:
+            t_of[name] = shape[1] if len(shape) == 3 else 1
+        if dtype.hasobject:
+            continue  # already reported when reading
+        if dtype.kind not in "fiu":
+            what = {"U": "strings", "S": "bytes strings", "c": "complex numbers", "b": "booleans"}.get(dtype.kind, f"dtype {dtype}")
+            s.bad(k, f"holds {what}; expected real numbers (float32)")
+            continue
+        a = s.arrays.get(k)
+        if a is not None and a.dtype.kind == "f":
+            n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+            if n_nan or n_inf:
+                what = " and ".join(f"{c} {w}" for c, w in ((n_nan, "NaN"), (n_inf, "inf")) if c)
+                s.bad(k, f"contains {what} values")
+            elif a.size and float(np.abs(a).max()) > _F32_MAX:
+                s.bad(k, "values exceed the float32 range")
+
+    for k in (k for k in keys if k.startswith("len_")):
+        name = k[4:]
+        if f"X_{name}" not in s.members:
+            s.bad(k, f"has no matching modality key X_{name}")
+        a = s.arrays.get(k)
+        if a is None:
+            continue
+        if a.ndim != 1:
+            s.bad(k, f"must be 1-d (N,), got shape {a.shape}")
+            continue
+        a = _as_int(s, k, a)
+        if a is not None and name in t_of and a.size and (a.min() < 1 or a.max() > t_of[name]):
+            s.bad(k, f"lengths must lie in [1, T={t_of[name]}], got range [{a.min()}, {a.max()}]")
+
+    classes = None
+    if "classes" in s.arrays:
+        c = s.arrays["classes"]
+        if c.ndim != 1 or c.size == 0:
+            s.bad("classes", f"must be a non-empty 1-d array of names, got shape {c.shape}")
+        else:
+            classes = _as_str(s, "classes", c)
+            if classes is not None and len(set(classes.tolist())) != len(classes):
+                s.bad("classes", "class names are not unique")
+
+    y = s.arrays.get("y")
+    if y is not None:
+        if y.ndim != 1:
+            hint = " (one-hot? store the argmax)" if y.ndim == 2 else ""
+            s.bad("y", f"must be 1-d (N,), got shape {y.shape}{hint}")
+        elif y.dtype.kind not in "fiu":
+            s.bad("y", f"expected integer labels, got dtype {y.dtype}")
+        else:
+            yi = _as_int(s, "y", y)
+            if yi is not None and yi.size:
+                if yi.min() < 0:
+                    s.bad("y", f"negative labels (min {yi.min()}); expected 0..C-1")
+                elif classes is not None and yi.max() >= len(classes):
+                    s.bad("y", f"label {yi.max()} is out of range for {len(classes)} classes")
+                elif classes is None:
+                    gaps = sorted(set(range(int(yi.max()) + 1)) - set(np.unique(yi).tolist()))
+                    if gaps:
+                        s.bad("y", f"labels skip {gaps[:5]} (no 'classes' key): re-index labels to 0..C-1 or store 'classes'")
+
+    if "y_reg" in s.arrays:
+        r = s.arrays["y_reg"]
+        if r.ndim != 1 or r.dtype.kind not in "fiu":
+            s.bad("y_reg", f"expected a 1-d float array, got {r.dtype} {r.shape}")
+        elif not np.isfinite(r.astype(np.float64)).all():
+            s.bad("y_reg", "contains NaN or inf")
+
+    if "split" in s.arrays:
+        sp = s.arrays["split"]
+        if sp.ndim != 1:
+            s.bad("split", f"must be 1-d (N,), got shape {sp.shape}")
+        else:
+            sp = _as_str(s, "split", sp)
+            if sp is not None:
+                bad = sorted(set(sp.tolist()) - set(SPLITS))
+                if bad:
+                    s.bad("split", f"values must be in {SPLITS}, got {bad[:5]}")
+                else:
+                    empty = [x for x in SPLITS if not (sp == x).any()]
+                    if empty:
+                        s.bad("split", f"no samples in split(s) {empty}")
+
+    if "ids" in s.arrays:
+        ids = s.arrays["ids"]
+        if ids.ndim != 1:
+            s.bad("ids", f"must be 1-d (N,), got shape {ids.shape}")
+        elif ids.dtype.kind in "US":
+            ids = _as_str(s, "ids", ids)
+            if ids is not None and len(set(ids.tolist())) != len(ids):
+                s.bad("ids", "sample ids are not unique")
+        elif ids.dtype.kind not in "iu":
+            s.bad("ids", f"expected strings, got dtype {ids.dtype}")
+
+
+def _scan(path: str | os.PathLike) -> _Scan:
+    s = _Scan(str(path))
+    p = Path(path)
+    if not p.exists():
+        s.problems.append("file: not found")
+        return s
+    if not p.is_file():
+        s.problems.append("file: not a regular file")
+        return s
+    if p.stat().st_size == 0:
+        s.problems.append("file: is empty (0 bytes)")
+        return s
+    try:
+        with zipfile.ZipFile(p) as zf:
+            if not [i for i in zf.infolist() if not i.is_dir()]:
+                s.problems.append("file: archive holds no arrays")
+                return s
+            _read_members(s, zf)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+        s.problems.append(f"file: not a readable .npz (zip) archive, truncated or corrupt? ({err})")
+        return s
+    _check(s)
+    return s
+
+
+def _summary(s: _Scan) -> str:
+    if not s.shapes:
+        return f"{s.path}: unreadable" + (f", {len(s.problems)} problem(s)" if s.problems else "")
+    y = s.arrays.get("y")
+    parts = [f"{s.path}: N={len(y) if y is not None and y.ndim == 1 else '?'}"]
+    if "classes" in s.arrays:
+        parts.append(f"{s.arrays['classes'].size} classes")
+    elif y is not None and y.ndim == 1 and y.dtype.kind in "iu" and y.size:
+        parts.append(f"{int(y.max()) + 1} classes")
+    mods = [f"{k[2:]} {s.shapes[k][0]} {s.shapes[k][1]}" for k in s.shapes if k.startswith("X_")]
+    parts.append("modalities: " + (", ".join(mods) if mods else "none"))
+    sp = s.arrays.get("split")
+    if sp is not None and sp.ndim == 1 and sp.dtype.kind in "US":
+        sp = sp.astype(str)
+        parts.append("split from file (" + ", ".join(f"{x}={int((sp == x).sum())}" for x in SPLITS) + ")")
+    else:
+        parts.append("no split key: seeded stratified 70/10/20 split at load")
+    parts.append("OK" if not s.problems else f"{len(s.problems)} problem(s)")
+    return "; ".join(parts)
+
+
+def validate_npz(path: str | os.PathLike) -> tuple[list[str], str]:
+    """Check a bring-your-own ``.npz`` file; return (every problem found, a one-line summary).
+
+    Never raises on a bad file: an empty problem list means `load_npz` will accept it.
+    """
+    s = _scan(path)
+    return list(s.problems), _summary(s)
+
+
+def load_npz(path: str | os.PathLike, split_seed: int = 0) -> MMDataset:
+    """Load a bring-your-own ``.npz`` file (layout in the module docstring) as an `MMDataset`."""
+    s = _scan(path)
+    if s.problems:
+        raise DataError(f"{s.path}: {len(s.problems)} problem(s) in bring-your-own .npz:\n  - " + "\n  - ".join(s.problems))
+    a = s.arrays
+    y = a["y"].astype(np.int64)
+    n = len(y)
+    mods = [k[2:] for k in s.shapes if k.startswith("X_")]
+    feats, lengths = {}, {}
+    for m in mods:
+        x = a[f"X_{m}"]
+        x = np.ascontiguousarray((x[:, None, :] if x.ndim == 2 else x), dtype=np.float32)
+        ln = a[f"len_{m}"].astype(np.int64) if f"len_{m}" in a else np.full(n, x.shape[1], np.int64)
+        pad = np.arange(x.shape[1])[None, :] >= ln[:, None]
+        if pad.any():
+            x[pad] = 0.0
+        feats[m], lengths[m] = x, ln
+    classes = [str(c) for c in a["classes"].astype(str)] if "classes" in a else [str(c) for c in range(int(y.max()) + 1)]
+    if "split" in a:
+        split, split_source = a["split"].astype(str), "file"
+    else:
+        split, split_source = stratified_split(y, seed=split_seed), f"stratified 70/10/20, seed {split_seed}"
+        empty = [x for x in SPLITS if not (split == x).any()]
+        if empty:
+            raise DataError(
+                f"{s.path}: no 'split' key and the seeded stratified split left {empty} empty "
+                f"(N={n}); store a 'split' key"
+            )
+    stem = Path(s.path).stem
+    ids = a["ids"].astype(str) if "ids" in a else np.array([f"{stem}-{i}" for i in range(n)])
+    y_reg = a["y_reg"].astype(np.float32) if "y_reg" in a else None
+    try:
+        return MMDataset(
+            name=stem, modalities=tuple(mods), feats=feats, lengths=lengths, y=y, split=split, ids=ids,
+            classes=classes, y_reg=y_reg, info={"source": s.path, "split_source": split_source},
+        )
+    except DataError as err:
+        raise DataError(f"{s.path}: {err}") from None
+
+
+def write_npz(dataset: MMDataset, path: str | os.PathLike, compress: bool = True) -> Path:
+    """Export a dataset in the bring-your-own layout (atomically: temp file + rename)."""
+    out = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    for m in dataset.modalities:
+        if not NAME_RE.match(m):
+            raise DataError(f"write_npz: modality name {m!r} cannot be a key (letters, digits, '_', '.', '-')")
+        arrays[f"X_{m}"] = np.ascontiguousarray(dataset.feats[m], dtype=np.float32)
+        arrays[f"len_{m}"] = np.asarray(dataset.lengths[m], dtype=np.int64)
+    arrays["y"] = np.asarray(dataset.y, dtype=np.int64)
+    if dataset.y_reg is not None:
+        arrays["y_reg"] = np.asarray(dataset.y_reg, dtype=np.float32)
+    arrays["split"] = np.asarray(dataset.split).astype(str)
+    arrays["ids"] = np.asarray(dataset.ids).astype(str)
+    arrays["classes"] = np.asarray([str(c) for c in dataset.classes])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            (np.savez_compressed if compress else np.savez)(fh, **arrays)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out

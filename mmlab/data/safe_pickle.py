@@ -1,0 +1,266 @@
+"""A restricted unpickler for the pickled feature files of the licensed benchmarks.
+
+`pickle.load` runs whatever a file asks for: a pickle can call ``os.system`` while it loads.
+`safe_load` resolves globals from a fixed allow-list instead, namely what numpy arrays, numpy
+scalars and builtin containers need, and refuses everything else with `UnsafePickleError`
+before anything is called.
+
+Torch tensors (MIntRec stores its wav2vec2 audio features as tensors) are admitted with
+``allow_torch=True`` (the default): a pickled tensor is ``torch._utils._rebuild_tensor_v2``
+applied to a storage that torch serialises as bytes and would decode with
+``torch.load(weights_only=False)``; we decode those bytes with ``torch.load(weights_only=True)``
+(torch's own restricted unpickler) instead, and check the rebuild arguments. With
+``allow_torch=False`` such files are refused with a message that says how to convert them.
+
+Files written by ``joblib.dump`` (CIDer's OOD pickles) or holding pandas objects are refused:
+convert them once, in a trusted environment, to plain dicts of numpy arrays.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+from typing import IO, Any, Callable
+
+import numpy as np
+
+from mmlab.errors import DataError, UnsafePickleError
+
+MAX_ELEMENTS = 10**9  # one array may not claim more elements than this
+
+try:  # numpy >= 2 moved the internals to numpy._core; numpy.core only warns
+    from numpy._core import multiarray as _ma
+    from numpy._core import numeric as _numeric
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core import multiarray as _ma  # type: ignore[no-redef]
+    from numpy.core import numeric as _numeric  # type: ignore[no-redef]
+
+
+class _NDArrayClass:
+    """Stands in for ``numpy.ndarray`` inside a pickle: usable as `_reconstruct`'s argument,
+    but calling it (which would allocate an arbitrary shape) is refused."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise UnsafePickleError("a pickle called numpy.ndarray(...) directly; arrays must come from _reconstruct")
+
+
+_NDARRAY = _NDArrayClass()
+
+
+def _n_elements(shape: Any) -> int:
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    n = 1
+    for s in shape:
+        if int(s) < 0:
+            raise DataError(f"negative array dimension {s} in {shape}")
+        n *= int(s)
+    return n
+
+
+def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    if subtype is not _NDARRAY and subtype is not np.ndarray:
+        raise UnsafePickleError(f"_reconstruct of {subtype!r}: only numpy.ndarray is allowed")
+    if _n_elements(shape) > MAX_ELEMENTS:
+        raise DataError(f"array of shape {shape} is too large to reconstruct")
+    return _ma._reconstruct(np.ndarray, shape, dtype)
+
+
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: str) -> np.ndarray:
+    return _numeric._frombuffer(buf, dtype, shape, order)
+
+
+def _codecs_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    # protocol-2 pickles store bytes as _codecs.encode(str, "latin1")
+    if not isinstance(obj, str) or str(encoding).lower().replace("-", "").replace("_", "") not in ("latin1", "utf8"):
+        raise UnsafePickleError(f"_codecs.encode with encoding {encoding!r} is not allowed")
+    return obj.encode(encoding, errors)
+
+
+def _no_int(kind: type) -> Callable[..., Any]:
+    # bytes(10**12) / bytearray(10**12) would allocate; pickles only pass data here
+    def make(*args: Any) -> Any:
+        if args and isinstance(args[0], int):
+            raise UnsafePickleError(f"{kind.__name__}(int) is not allowed in a pickle")
+        return kind(*args)
+
+    return make
+
+
+_BUILTINS = {
+    "list": list, "dict": dict, "set": set, "frozenset": frozenset, "tuple": tuple, "str": str,
+    "int": int, "float": float, "complex": complex, "bool": bool, "slice": slice,
+    "bytes": _no_int(bytes), "bytearray": _no_int(bytearray),
+}
+
+_ALLOWED: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): __import__("collections").OrderedDict,
+    ("_codecs", "encode"): _codecs_encode,
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy", "dtype"): np.dtype,
+}
+for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    _ALLOWED[(_mod, "_reconstruct")] = _reconstruct
+    _ALLOWED[(_mod, "scalar")] = _ma.scalar
+for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
+    _ALLOWED[(_mod, "_frombuffer")] = _frombuffer
+for _mod in ("builtins", "__builtin__"):
+    for _name, _obj in _BUILTINS.items():
+        _ALLOWED[(_mod, _name)] = _obj
+
+_TORCH_GLOBALS = {("torch._utils", "_rebuild_tensor_v2"), ("torch.storage", "_load_from_bytes")}
+
+CONVERT_HINT = (
+    "convert it once, in a trusted environment, to a dict of numpy arrays, e.g. "
+    "`pickle.dump({k: v.numpy() for k, v in pickle.load(f).items()}, out)`"
+)
+
+
+def _torch_globals(where: str) -> dict[tuple[str, str], Any]:
+    import torch
+
+    def load_storage(b: bytes) -> Any:
+        if not isinstance(b, (bytes, bytearray)):
+            raise UnsafePickleError(f"{where}: torch storage payload must be bytes")
+        try:
+            return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
+        except Exception as err:  # torch's own restricted unpickler refused or failed
+            raise DataError(f"{where}: a torch storage inside the pickle could not be read safely ({err})") from None
+
+    def rebuild(storage: Any, offset: int, size: Any, stride: Any, requires_grad: bool = False,
+                backward_hooks: Any = None, metadata: Any = None) -> Any:
+        if not isinstance(storage, (torch.storage.TypedStorage, torch.storage.UntypedStorage)):
+            raise UnsafePickleError(f"{where}: _rebuild_tensor_v2 got {type(storage).__name__}, not a torch storage")
+        if backward_hooks:
+            raise UnsafePickleError(f"{where}: a pickled tensor carries backward hooks; refused")
+        return torch._utils._rebuild_tensor_v2(storage, int(offset), tuple(size), tuple(stride), False, None)
+
+    return {("torch._utils", "_rebuild_tensor_v2"): rebuild, ("torch.storage", "_load_from_bytes"): load_storage}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file: IO[bytes], where: str, allow_torch: bool) -> None:
+        super().__init__(file, encoding="latin1")  # latin1: py2 numpy pickles keep their bytes
+        self.where, self.allow_torch = where, allow_torch
+        self._torch: dict[tuple[str, str], Any] | None = None
+
+    def find_class(self, module: str, name: str) -> Any:
+        key = (module, name)
+        if key in _ALLOWED:
+            return _ALLOWED[key]
+        if key in _TORCH_GLOBALS:
+            if not self.allow_torch:
+                raise UnsafePickleError(
+                    f"{self.where}: holds torch tensors ({module}.{name}) and allow_torch=False; {CONVERT_HINT}"
+                )
+            if self._torch is None:
+                self._torch = _torch_globals(self.where)
+            return self._torch[key]
+        hint = ""
+        if module.startswith("joblib"):
+            hint = " (a joblib file: re-save it with pickle as a dict of numpy arrays)"
+        elif module.startswith("pandas"):
+            hint = " (pandas objects are not supported: store numpy arrays)"
+        raise UnsafePickleError(
+            f"{self.where}: refused global {module}.{name}: the safe unpickler only admits numpy arrays, "
+            f"numpy scalars, builtin containers and torch tensors{hint}. Nothing from the file was executed."
+        )
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafePickleError(f"{self.where}: persistent ids ({repr(pid)[:40]}) are not allowed (is this a torch.save file?)")
+
+
+def safe_load(path_or_file: str | os.PathLike | IO[bytes], *, allow_torch: bool = True) -> Any:
+    """Unpickle with an allow-list; raise `UnsafePickleError` on any other global.
+
+    Every other failure (missing, truncated or corrupt file) becomes a `DataError` naming the
+    file; no exception type other than `DataError` leaves this function.
+    """
+    if isinstance(path_or_file, (str, os.PathLike)):
+        where = str(path_or_file)
+        path = Path(path_or_file)
+        if not path.is_file():
+            raise DataError(f"{where}: pickle file not found")
+        try:
+            with open(path, "rb") as fh:
+                if fh.read(4) == b"PK\x03\x04":
+                    raise DataError(
+                        f"{where}: not a readable pickle: it is a zip archive (a torch.save or .npz file?). "
+                        "Load it where you trust it and re-save a dict of numpy arrays with pickle"
+                    )
+                fh.seek(0)
+                return _load(fh, where, allow_torch)
+        except OSError as err:
+            raise DataError(f"{where}: cannot read pickle ({err})") from None
+    where = str(getattr(path_or_file, "name", "<pickle stream>"))
+    return _load(path_or_file, where, allow_torch)
+
+
+def _load(fh: IO[bytes], where: str, allow_torch: bool) -> Any:
+    try:
+        return _RestrictedUnpickler(fh, where, allow_torch).load()
+    except DataError as err:  # UnsafePickleError included
+        msg = str(err)
+        raise type(err)(msg if msg.startswith(where) else f"{where}: {msg}") from None
+    except MemoryError:
+        raise DataError(f"{where}: pickle asks for more memory than is available (corrupt or hostile file)") from None
+    except RecursionError:
+        raise DataError(f"{where}: pickle is nested too deeply") from None
+    except Exception as err:  # truncated / corrupt streams raise many types
+        raise DataError(f"{where}: not a readable pickle ({type(err).__name__}: {err})") from None
+
+
+def safe_load_npy(path: str | os.PathLike, max_elements: int = MAX_ELEMENTS) -> np.ndarray:
+    """Read a ``.npy`` file; object arrays (pickled payload) go through the restricted unpickler.
+
+    Shapes are checked from the header before any data is read.
+    """
+    where = str(path)
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{where}: file not found")
+    try:
+        with open(p, "rb") as fh:
+            shape, fortran, dtype = read_npy_header(fh, where)
+            n = _n_elements(shape)
+            if n > max_elements:
+                raise DataError(f"{where}: array shape {shape} has {n} elements (limit {max_elements})")
+            if dtype.hasobject:
+                arr = _load(fh, where, allow_torch=False)
+                if not isinstance(arr, np.ndarray):
+                    raise DataError(f"{where}: object .npy did not hold an array")
+                return arr
+            data_start = fh.tell()
+            need = n * dtype.itemsize
+            if p.stat().st_size - data_start < need:
+                raise DataError(f"{where}: truncated .npy (header says {shape} {dtype}, file too short)")
+            arr = np.fromfile(fh, dtype=dtype, count=n)
+            return arr.reshape(shape, order="F" if fortran else "C")
+    except DataError:
+        raise
+    except (OSError, ValueError, MemoryError) as err:
+        raise DataError(f"{where}: not a readable .npy file ({err})") from None
+
+
+def read_npy_header(fh: IO[bytes], where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) of the ``.npy`` stream at ``fh``; leaves ``fh`` at the data."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(fh)
+        elif version == (3, 0):  # utf-8 header; no public reader
+            impl = getattr(fmt, "_read_array_header", None)
+            if impl is None:
+                from numpy.lib import _format_impl
+
+                impl = _format_impl._read_array_header
+            shape, fortran, dtype = impl(fh, version)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except Exception as err:
+        raise DataError(f"{where}: not a valid .npy array header ({err})") from None
+    return tuple(int(s) for s in shape), bool(fortran), np.dtype(dtype)
