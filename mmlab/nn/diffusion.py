@@ -129,7 +129,8 @@ class GaussianDiffusion(nn.Module):
         abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
         post_var = torch.zeros_like(betas)  # β̃_n = (1 − ᾱ_{n−1})/(1 − ᾱ_n)·β_n (DDPM Eq. 7), β̃_0 = 0
         post_var[1:] = (1 - abar_prev[1:]) / (1 - abar[1:]) * betas[1:]
-        self._abar64 = abar  # float64 CPU copy for the sampler's per-call coefficients
+        self._abar64 = abar  # float64 CPU copy, and as Python floats for the sampler's coefficients
+        self._abar_list: list[float] = abar.tolist()
         for name, value in [("betas", betas), ("alphas", alphas), ("alphas_cumprod", abar),
                             ("alphas_cumprod_prev", abar_prev), ("posterior_variance", post_var)]:
             self.register_buffer(name, value.float(), persistent=False)
@@ -171,10 +172,10 @@ class GaussianDiffusion(nn.Module):
     def _coefficients(self, steps: list[int], sampler: str, eta: float) -> list[tuple[float, ...]]:
         """Per transition t -> s: (c_x, c_eps, σ, sqrt(ᾱ_s), sqrt(1 − ᾱ_s), sqrt(ᾱ_t/ᾱ_s),
         sqrt(1 − ᾱ_t/ᾱ_s)) as Python floats, so that the loop does no host-device syncs."""
-        a = self._abar64
+        a = self._abar_list
         out = []
         for t, s in zip(steps[:-1], steps[1:]):
-            at, as_ = float(a[t]), float(a[s])
+            at, as_ = a[t], a[s]
             alpha = at / as_  # α'_t of the (possibly respaced) transition; = α_t when s = t − 1
             beta = 1 - alpha
             beta_tilde = (1 - as_) / (1 - at) * beta
@@ -271,7 +272,7 @@ class GaussianDiffusion(nn.Module):
 
         # 1. initial state at step n (spec §1.3 MMCR): known = q(x_n | x_obs) (Eq. 1);
         #    unknown = ε or q(x_n | x_obs). One draw serves both: the two sets of entries are disjoint.
-        a_n = float(self._abar64[start_step])
+        a_n = self._abar_list[start_step]
         eps = randn()
         if init == "noise" and known is None:
             x = eps
