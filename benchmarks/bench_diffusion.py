@@ -10,7 +10,7 @@ the sampler's own cost per step measured with a free stand-in model (``loop us``
 memory (CUDA: max_memory_allocated; CPU: process max RSS). Timings are the best of
 ``--repeats`` runs; on a shared CPU they are noisy, so read ``loop us`` next to ``overhead``.
 
-    python benchmarks/bench_diffusion.py --device cpu --batch 64 --dims 128
+    python benchmarks/bench_diffusion.py --device cpu --batch 64 --dims 128 --threads 1
 """
 
 from __future__ import annotations
@@ -84,9 +84,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, nargs="+", default=[10, 50, 200], help="start steps n")
     p.add_argument("--ddim-steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads (default 1: per-core numbers, stable on a shared machine; 0 = torch's default)")
     args = p.parse_args(argv)
 
     device = resolve_device(args.device)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = TinyDenoiser(args.tokens, args.dims, args.layers).to(device).eval()
     diff = GaussianDiffusion(DiffusionConfig()).to(device)
