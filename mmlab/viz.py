@@ -1,0 +1,324 @@
+"""Plotly figure builders for the notebooks and the explorers (static ``go.Figure`` s).
+
+Every builder takes plain arrays / dicts (the outputs of `mmlab.explore`) and returns a
+``go.Figure`` whose trace count depends only on the dataset (classes, modalities), never on
+the slider values, so an explorer can copy a new figure into its ``FigureWidget`` in place
+(`refresh`). Only ``plotly.graph_objects`` is used (no pandas needed).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+# colour-blind friendly qualitative palette (Okabe-Ito)
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+MASK_COLORS = ((0.0, "#f2f2f2"), (0.333, "#f2f2f2"), (0.333, "#d62728"), (0.666, "#d62728"),
+               (0.666, "#2b7bba"), (1.0, "#2b7bba"))  # 0 padding, 1 missing, 2 observed
+LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=30, t=70, b=40), modebar=dict(orientation="v"),
+              title_font=dict(size=15))
+
+
+def color(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+# ----------------------------------------------------------------------------- masks
+def mask_matrix(obs: Mapping[str, np.ndarray], pad: Mapping[str, np.ndarray], rows: int | None = None) -> tuple[np.ndarray, list[int]]:
+    """(rows, sum T_m) codes 0 = padding, 1 = missing real frame, 2 = observed; and the column
+    where each modality starts."""
+    mods = list(obs)
+    blocks, starts, at = [], [], 0
+    for m in mods:
+        o, p = np.asarray(obs[m], bool), np.asarray(pad[m], bool)
+        if rows is not None:
+            o, p = o[:rows], p[:rows]
+        blocks.append(np.where(o, 2, np.where(p, 1, 0)))
+        starts.append(at)
+        at += o.shape[1]
+    return np.concatenate(blocks, axis=1), starts
+
+
+def mask_heatmap(obs: Mapping[str, np.ndarray], pad: Mapping[str, np.ndarray], rows: int = 40,
+                 showscale: bool = False) -> go.Heatmap:
+    """One heatmap trace of the masks of the first ``rows`` samples (frames of all modalities
+    side by side): blue observed, red missing, grey padding."""
+    z, starts = mask_matrix(obs, pad, rows)
+    mods = list(obs)
+    labels = np.concatenate([[f"{m} t={t}" for t in range(np.asarray(obs[m]).shape[1])] for m in mods])
+    return go.Heatmap(
+        z=z, zmin=0, zmax=2, colorscale=[list(c) for c in MASK_COLORS], showscale=showscale,
+        customdata=np.broadcast_to(labels, z.shape), hovertemplate="sample %{y}, %{customdata}: %{z}<extra></extra>",
+        colorbar=dict(tickvals=[0.33, 1, 1.67], ticktext=["padding", "missing", "observed"]) if showscale else None,
+    )
+
+
+def masks_figure(masks: Mapping[str, Any], pad: Mapping[str, np.ndarray], rows: int = 40, cols: int = 3) -> go.Figure:
+    """A grid of mask pictures, one panel per protocol: ``masks`` maps a title to a `Masks`
+    (or to its ``obs`` dict)."""
+    names = list(masks)
+    n_rows = max(1, -(-len(names) // cols))
+    fig = make_subplots(rows=n_rows, cols=cols, subplot_titles=names, horizontal_spacing=0.04, vertical_spacing=0.08)
+    for i, name in enumerate(names):
+        obs = getattr(masks[name], "obs", masks[name])
+        fig.add_trace(mask_heatmap(obs, pad, rows, showscale=(i == 0)), row=i // cols + 1, col=i % cols + 1)
+        _, starts = mask_matrix(obs, pad, 1)
+        for s in starts[1:]:
+            fig.add_vline(x=s - 0.5, line=dict(color="black", width=1), row=i // cols + 1, col=i % cols + 1)
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_layout(**LAYOUT, height=260 * n_rows + 60,
+                      title=f"Missingness masks, first {rows} samples (columns: frames of " + ", ".join(
+                          map(str, list(getattr(next(iter(masks.values())), "obs", next(iter(masks.values())))))) + ")")
+    return fig
+
+
+# ----------------------------------------------------------------------------- accuracy
+def recall_bars(classes: Sequence[str], series: Mapping[str, Sequence[float]], title: str = "Per-class recall") -> go.Figure:
+    """Grouped bars of per-class recall, one group per class, one colour per series."""
+    fig = go.Figure([go.Bar(x=list(classes), y=list(map(float, v)), name=k, marker_color=color(i))
+                     for i, (k, v) in enumerate(series.items())])
+    fig.update_layout(**LAYOUT, barmode="group", title=title, yaxis=dict(range=[0, 1], title="recall"))
+    return fig
+
+
+def missingness_figure(view: Mapping[str, Any], rows: int = 30) -> go.Figure:
+    """Explorer figure: the masks of the first test samples (left) and per-class recall of the
+    method vs the Bayes oracle under those masks (right). Three traces, always."""
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55],
+                        subplot_titles=("masks (blue observed, red missing)", "per-class recall"))
+    fig.add_trace(mask_heatmap(view["obs"], view["pad"], rows), row=1, col=1)
+    classes = list(view["classes"])
+    fig.add_trace(go.Bar(x=classes, y=view["recall"], name=view.get("method", "method"), marker_color=color(0)), row=1, col=2)
+    oracle = view.get("oracle_recall")
+    fig.add_trace(go.Bar(x=classes, y=oracle if oracle is not None else [0.0] * len(classes), name="Bayes oracle",
+                         marker_color=color(1), visible=oracle is not None), row=1, col=2)
+    fig.update_yaxes(autorange="reversed", showticklabels=False, row=1, col=1)
+    fig.update_xaxes(showticklabels=False, row=1, col=1)
+    fig.update_yaxes(range=[0, 1], row=1, col=2)
+    title = f"{view['label']}: accuracy {view['accuracy']:.3f}"
+    if view.get("oracle_accuracy") is not None:
+        title += f" vs Bayes oracle {view['oracle_accuracy']:.3f} (gap {view['oracle_accuracy'] - view['accuracy']:+.3f})"
+    fig.update_layout(**LAYOUT, title=title, barmode="group", height=420, legend=dict(orientation="h", y=-0.1))
+    return fig
+
+
+def accuracy_vs_rate(rates: Sequence[float], series: Mapping[str, Sequence[float]], metric: str = "accuracy",
+                     title: str | None = None, xlabel: str = "missing rate") -> go.Figure:
+    """Lines of a metric against the missing rate (ADMC Table 3), one per series."""
+    fig = go.Figure([go.Scatter(x=list(rates), y=list(map(float, v)), mode="lines+markers", name=k,
+                                line=dict(color=color(i), dash="dash" if "oracle" in k.lower() else "solid"))
+                     for i, (k, v) in enumerate(series.items())])
+    fig.update_layout(**LAYOUT, title=title or f"{metric} vs {xlabel}", xaxis_title=xlabel, yaxis_title=metric)
+    return fig
+
+
+def condition_bars(rows: Sequence[Mapping[str, Any]], metric: str = "accuracy", group: str = "method",
+                   x: str = "condition", title: str | None = None) -> go.Figure:
+    """Grouped bars of ``metric`` per condition, one colour per ``group`` value (e.g. method)."""
+    groups = list(dict.fromkeys(r[group] for r in rows))
+    xs = list(dict.fromkeys(r[x] for r in rows))
+    fig = go.Figure()
+    for i, g in enumerate(groups):
+        val = {r[x]: r[metric] for r in rows if r[group] == g}
+        fig.add_trace(go.Bar(x=xs, y=[val.get(c) for c in xs], name=str(g), marker_color=color(i)))
+    fig.update_layout(**LAYOUT, barmode="group", title=title or f"{metric} per {x}", yaxis_title=metric)
+    return fig
+
+
+def table_figure(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, digits: int = 3,
+                 title: str = "") -> go.Figure:
+    """A plotly table of row dicts (numbers rounded)."""
+    columns = list(columns or dict.fromkeys(k for r in rows for k in r))
+    fmt = lambda v: f"{v:.{digits}f}" if isinstance(v, float) else str(v)  # noqa: E731
+    fig = go.Figure(go.Table(header=dict(values=columns, fill_color="#eeeeee", align="left"),
+                             cells=dict(values=[[fmt(r.get(c, "")) for r in rows] for c in columns], align="left")))
+    fig.update_layout(margin=dict(l=10, r=10, t=40 if title else 10, b=10), title=title,
+                      height=min(80 + 26 * len(rows), 900))
+    return fig
+
+
+def training_curves(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str] = ("loss", "macro_recall"),
+                    title: str = "Training curves") -> go.Figure:
+    """Curves from a Trainer ``metrics.csv`` (rows with stage, epoch, split, metric, value)."""
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=list(metrics))
+    keys = list(dict.fromkeys((r["stage"], r["split"]) for r in rows))
+    for j, metric in enumerate(metrics):
+        for i, (stage, split) in enumerate(keys):
+            pts = [(int(r["epoch"]), float(r["value"])) for r in rows
+                   if r["stage"] == stage and r["split"] == split and r["metric"] == metric]
+            if pts:
+                fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                                         name=f"{stage} {split}", line=dict(color=color(i)), legendgroup=f"{stage}{split}",
+                                         showlegend=j == 0), row=1, col=j + 1)
+    fig.update_xaxes(title="epoch")
+    fig.update_layout(**LAYOUT, title=title, height=380)
+    return fig
+
+
+# ----------------------------------------------------------------------------- embeddings
+def embedding_traces(xy: np.ndarray, labels: np.ndarray, classes: Sequence[str], kind: str, symbol: str,
+                     opacity: float = 0.55, size: int = 6, group: str = "") -> list[go.Scatter]:
+    """One scatter trace per class (same count whatever the points)."""
+    xy, labels = np.asarray(xy, float).reshape(-1, 2), np.asarray(labels)
+    return [
+        go.Scatter(x=xy[labels == c, 0], y=xy[labels == c, 1], mode="markers", name=f"{kind} {name}",
+                   legendgroup=group or kind, marker=dict(color=color(c), symbol=symbol, size=size, opacity=opacity,
+                                                          line=dict(width=0.5, color="white") if symbol == "circle" else None))
+        for c, name in enumerate(classes)
+    ]
+
+
+def embedding_scatter(real_xy: np.ndarray, real_y: np.ndarray, gen_xy: np.ndarray, gen_y: np.ndarray,
+                      classes: Sequence[str], title: str = "Real vs generated features") -> go.Figure:
+    """ADMC Fig. 3: 2-D projection of real (circles) and generated (crosses) features, by class."""
+    fig = go.Figure(embedding_traces(real_xy, real_y, classes, "real", "circle")
+                    + embedding_traces(gen_xy, gen_y, classes, "generated", "x", opacity=0.8))
+    fig.update_layout(**LAYOUT, title=title, xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False))
+    return fig
+
+
+def trajectory_traces(steps: Sequence[int], xy: np.ndarray, target_xy: np.ndarray | None = None) -> list[go.Scatter]:
+    """A denoising path in 2-D: the path coloured by step, its start and its end (and the
+    sample's real feature as a star when given). Always four traces."""
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    steps = list(map(int, steps))
+    target = np.asarray(target_xy, float).reshape(-1, 2) if target_xy is not None else np.zeros((0, 2))
+    return [
+        go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines+markers", name="trajectory", text=[f"n={s}" for s in steps],
+                   hovertemplate="%{text}<extra></extra>", line=dict(color="#555", width=1.5),
+                   marker=dict(size=5, color=steps, colorscale="Viridis", showscale=False)),
+        go.Scatter(x=xy[:1, 0], y=xy[:1, 1], mode="markers", name=f"start n={steps[0] if steps else ''}",
+                   marker=dict(size=12, symbol="diamond", color="#440154")),
+        go.Scatter(x=xy[-1:, 0], y=xy[-1:, 1], mode="markers", name="generated (n=0)",
+                   marker=dict(size=12, symbol="x", color="#D55E00")),
+        go.Scatter(x=target[:, 0], y=target[:, 1], mode="markers", name="real feature",
+                   marker=dict(size=14, symbol="star", color="#009E73", line=dict(width=1, color="black"))),
+    ]
+
+
+def trajectory_plot(steps: Sequence[int], xy: np.ndarray, background_xy: np.ndarray | None = None,
+                    target_xy: np.ndarray | None = None, title: str = "Denoising trajectory of one sample") -> go.Figure:
+    """One sample's reverse-process path (ADMC Eq. 3-4) over the real features' projection."""
+    bg = np.asarray(background_xy if background_xy is not None else np.zeros((0, 2)), float).reshape(-1, 2)
+    fig = go.Figure([go.Scatter(x=bg[:, 0], y=bg[:, 1], mode="markers", name="real features",
+                                marker=dict(size=4, color="#bbbbbb"), hoverinfo="skip")]
+                    + trajectory_traces(steps, xy, target_xy))
+    fig.update_layout(**LAYOUT, title=title)
+    return fig
+
+
+def step_curves(steps: Sequence[int], series: Mapping[str, Sequence[float]], title: str = "", ylabel: str = "") -> go.Figure:
+    """Lines over the reverse-process step n (x axis reversed: n decreases to 0)."""
+    fig = go.Figure([go.Scatter(x=list(steps), y=list(map(float, v)), mode="lines+markers", name=k,
+                                line=dict(color=color(i))) for i, (k, v) in enumerate(series.items())])
+    fig.update_layout(**LAYOUT, title=title, xaxis=dict(title="step n", autorange="reversed"), yaxis_title=ylabel)
+    return fig
+
+
+def diffusion_figure(view: Mapping[str, Any]) -> go.Figure:
+    """Explorer figure: real vs generated features (left, ADMC Fig. 3) and one sample's
+    trajectory (right). Trace count: 2·C + 5, whatever the slider values."""
+    classes = list(view["classes"])
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45],
+                        subplot_titles=(f"{view['projection']} of real (o) vs generated (x) {view['modality']} features",
+                                        f"trajectory of test sample {view['sample_index']}"))
+    for tr in embedding_traces(view["real_xy"], view["real_y"], classes, "real", "circle"):
+        fig.add_trace(tr, row=1, col=1)
+    for tr in embedding_traces(view["gen_xy"], view["gen_y"], classes, "generated", "x", opacity=0.85):
+        fig.add_trace(tr, row=1, col=1)
+    real = np.asarray(view["real_xy"], float)
+    fig.add_trace(go.Scatter(x=real[:, 0], y=real[:, 1], mode="markers", name="real (all)", showlegend=False,
+                             marker=dict(size=4, color="#cccccc"), hoverinfo="skip"), row=1, col=2)
+    for tr in trajectory_traces(view["trajectory_steps"], view["trajectory_xy"], view.get("target_xy")):
+        fig.add_trace(tr, row=1, col=2)
+    acc = view.get("generated_accuracy")
+    title = (f"{view['direction']}: start step n={view['start_step']}, {view['sampler']}, {view['num_steps']} steps"
+             + (f"; generated-feature accuracy {acc:.3f} (real {view['real_accuracy']:.3f})" if acc is not None else ""))
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    fig.update_layout(**LAYOUT, title=title, height=480, legend=dict(font=dict(size=10)))
+    return fig
+
+
+def feature_heatmaps(panels: Mapping[str, np.ndarray], title: str = "One sample under each fill policy") -> go.Figure:
+    """Side-by-side (frames x dims) heatmaps, e.g. `mmlab.explore.fill_examples` (the boolean
+    ``observed`` entry, when present, labels the frame axis)."""
+    observed = panels.get("observed")
+    names = [k for k in panels if k != "observed"]
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.03)
+    zmax = float(max(np.abs(np.asarray(panels[k])).max() for k in names)) or 1.0
+    for i, k in enumerate(names):
+        z = np.asarray(panels[k], float)
+        ylab = [f"t={t}{'' if observed is None or observed[t] else ' (missing)'}" for t in range(len(z))]
+        fig.add_trace(go.Heatmap(z=z, y=ylab, zmin=-zmax, zmax=zmax, colorscale="RdBu", showscale=i == len(names) - 1),
+                      row=1, col=i + 1)
+        fig.update_yaxes(showticklabels=i == 0, autorange="reversed", row=1, col=i + 1)
+    fig.update_xaxes(title="feature dim")
+    fig.update_layout(**LAYOUT, title=title, height=360)
+    return fig
+
+
+def feature_maps(points: Mapping[str, np.ndarray], y: np.ndarray, classes: Sequence[str],
+                 title: str = "2-D projection of the ITFN features, by class") -> go.Figure:
+    """One scatter panel per modality (``points``: modality -> (N, 2)), coloured by class."""
+    names = list(points)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names)
+    for i, m in enumerate(names):
+        for tr in embedding_traces(points[m], y, classes, "class", "circle"):
+            tr.showlegend = i == 0
+            tr.name = tr.name.replace("class ", "")
+            fig.add_trace(tr, row=1, col=i + 1)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    fig.update_layout(**LAYOUT, title=title, height=380)
+    return fig
+
+
+def schedule_figure(alphas_cumprod: Sequence[float], marks: Sequence[int] = (30, 50, 80), max_step: int | None = None,
+                    title: str = "Forward process (ADMC Eq. 1): signal and noise scale at step n") -> go.Figure:
+    """sqrt(ᾱ_n) (signal) and sqrt(1 - ᾱ_n) (noise) against n, with the paper's start steps marked."""
+    abar = np.asarray(alphas_cumprod, float)
+    n = np.arange(len(abar)) if max_step is None else np.arange(min(len(abar), max_step + 1))
+    fig = go.Figure([
+        go.Scatter(x=n, y=np.sqrt(abar[n]), name="sqrt(ᾱ_n): signal kept", line=dict(color=color(0))),
+        go.Scatter(x=n, y=np.sqrt(1 - abar[n]), name="sqrt(1-ᾱ_n): noise added", line=dict(color=color(1))),
+    ])
+    for k in marks:
+        if k < len(abar):
+            fig.add_vline(x=k, line=dict(dash="dot", color="#888"), annotation_text=f"n={k}: ᾱ={abar[k]:.3f}")
+    fig.update_layout(**LAYOUT, title=title, xaxis_title="step n", yaxis=dict(range=[0, 1.02]))
+    return fig
+
+
+def embedding_panels(views: Sequence[Mapping[str, Any]], title: str = "Real (o) vs generated (x) features at several start steps n (ADMC Fig. 3)") -> go.Figure:
+    """One real-vs-generated scatter panel per `mmlab.explore.diffusion_view` result."""
+    fig = make_subplots(rows=1, cols=len(views), subplot_titles=[
+        f"{v['direction']}, n={v['start_step']}: acc {v['generated_accuracy']:.2f}" for v in views])
+    for i, v in enumerate(views):
+        for tr in (embedding_traces(v["real_xy"], v["real_y"], v["classes"], "real", "circle")
+                   + embedding_traces(v["gen_xy"], v["gen_y"], v["classes"], "generated", "x", opacity=0.85)):
+            tr.showlegend = i == 0
+            fig.add_trace(tr, row=1, col=i + 1)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    fig.update_layout(**LAYOUT, title=title, height=420)
+    return fig
+
+
+# ----------------------------------------------------------------------------- widgets
+def refresh(target: Any, fig: go.Figure) -> None:
+    """Copy ``fig`` into ``target`` (a ``go.FigureWidget``): in place when the trace counts
+    and types match (one message to the browser), else by replacing the traces."""
+    same = len(target.data) == len(fig.data) and all(a.type == b.type for a, b in zip(target.data, fig.data))
+    with target.batch_update():
+        if same:
+            for old, new in zip(target.data, fig.data):
+                old.update(new.to_plotly_json(), overwrite=True)
+        else:
+            target.data = []
+            target.add_traces(list(fig.data))
+        target.layout.update(fig.layout.to_plotly_json(), overwrite=True)
