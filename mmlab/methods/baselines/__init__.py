@@ -1,0 +1,33 @@
+"""Baselines of the ADMC and CM-ARR tables (spec §4.3), on the shared Method / Trainer core.
+
+=============  ================================================================  ==============
+name           what it is                                                        file
+=============  ================================================================  ==============
+zero_fill      encoders + fusion MLP, random-pattern training, zero-filled input  ``fill.py``
+mean_fill      the same with train-mean fill                                      ``fill.py``
+full_zero      CM-ARR "Baseline": trained on complete data, zero-filled at test   ``fill.py``
+ae             frozen encoders -> AE imputes missing embeddings -> classifier     ``impute.py``
+cra            the same with a Cascaded Residual AE (Tran et al. 2017)            ``impute.py``
+mmin           MMIN (Zhao et al. 2021): teacher, CRA imagination + cycle          ``mmin.py``
+=============  ================================================================  ==============
+
+Every one has a CPU default that trains in about a minute on ``synthetic`` and a ``paper``
+preset (``make_method(name, data, preset="paper")``) with the published sizes.
+"""
+
+from mmlab.methods import register_method
+from mmlab.methods.baselines.fill import FillFusion, FillFusionConfig
+from mmlab.methods.baselines.impute import ImputeClassify, ImputeConfig
+from mmlab.methods.baselines.mmin import MMIN, MMINConfig
+
+_FILL, _IMPUTE = "mmlab.methods.baselines.fill:FillFusion", "mmlab.methods.baselines.impute:ImputeClassify"
+register_method("zero_fill", _FILL, {"fill": "zero"})
+register_method("mean_fill", _FILL, {"fill": "mean"})
+register_method("full_zero", _FILL, {"fill": "zero", "train_on": "full", "validate_on": "full"})
+register_method("ae", _IMPUTE, {"imputer": "ae"})
+register_method("cra", _IMPUTE, {"imputer": "cra"})
+register_method("mmin", "mmlab.methods.baselines.mmin:MMIN")
+
+BASELINES = ("zero_fill", "mean_fill", "full_zero", "ae", "cra", "mmin")
+
+__all__ = ["BASELINES", "FillFusion", "FillFusionConfig", "ImputeClassify", "ImputeConfig", "MMIN", "MMINConfig"]

@@ -1,0 +1,166 @@
+"""Parts the baselines share: a bank of per-modality encoders, the cascaded residual
+autoencoder (Tran et al. 2017 / MMIN's ``ResidualAE``), and pattern-averaged validation.
+
+Sizes: the CPU defaults use 64-d utterance embeddings (MMIN: 128) so that every baseline
+trains in about a minute on the default `synthetic` dataset with 2 cores; each method's
+``PRESETS["paper"]`` restores the published sizes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mmlab.data.batch import MMBatch
+from mmlab.data.dataset import MMDataset
+from mmlab.errors import ConfigError, DataError
+from mmlab.metrics import accuracy, macro_recall
+from mmlab.nn.encoders import EncoderConfig, make_encoder
+from mmlab.train import TrainConfig
+
+VALIDATE_ON = ("six", "full", "seven")
+
+
+def cpu_encoder() -> EncoderConfig:
+    """CPU default encoders: LSTM(64) + max-pool for A/V, TextCNN(3,4,5 x 32 filters -> 64) for T."""
+    return EncoderConfig(d_out=64, filters=32)
+
+
+def cpu_train(epochs: int = 20, lr: float = 1e-3, patience: int = 5, **kw) -> TrainConfig:
+    return TrainConfig(epochs=epochs, lr=lr, patience=patience, batch_size=64, **kw)
+
+
+def check_choice(cls: str, name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{cls}.{name}: expected one of {list(choices)}, got {value!r}")
+
+
+def check_unit(cls: str, name: str, value: float, upper_open: bool = False) -> None:
+    ok = 0.0 <= value < 1.0 if upper_open else 0.0 <= value <= 1.0
+    if not ok:
+        raise ConfigError(f"{cls}.{name}: expected a number in [0, 1{')' if upper_open else ']'}, got {value!r}")
+
+
+def check_positive(cls: str, name: str, values: Sequence[int] | int) -> None:
+    vals = values if isinstance(values, (tuple, list)) else (values,)
+    if not vals or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in vals):
+        raise ConfigError(f"{cls}.{name}: expected positive integer(s), got {values!r}")
+
+
+class EncoderBank(nn.Module):
+    """One utterance encoder per modality (`mmlab.nn.encoders.make_encoder`, ADMC §1.2 / MMIN)."""
+
+    def __init__(self, data: MMDataset, cfg: EncoderConfig):
+        super().__init__()
+        self.modalities = tuple(data.modalities)
+        self.d = cfg.d_out
+        self.enc = nn.ModuleDict({m: make_encoder(cfg, data.dims[m], data.max_len[m], m) for m in self.modalities})
+
+    @property
+    def d_total(self) -> int:
+        return self.d * len(self.modalities)
+
+    def forward(self, feats: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, M * d): the modalities' embeddings, concatenated in ``modalities`` order."""
+        return torch.cat([self.enc[m](feats[m], masks[m]) for m in self.modalities], -1)
+
+    def slot_mask(self, avail: torch.Tensor) -> torch.Tensor:
+        """(B, M * d) float: 1 on the embedding slots of available modalities."""
+        return avail.to(torch.float32).repeat_interleave(self.d, dim=1)
+
+
+class AEBlock(nn.Module):
+    """One fully connected AE (MMIN ``ResidualAE`` block): d -> layers (LeakyReLU, no activation
+    on the bottleneck) -> reversed layers (ReLU) -> d (linear)."""
+
+    def __init__(self, d: int, layers: Sequence[int], dropout: float = 0.0):
+        super().__init__()
+        enc: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip((d, *layers), layers)):
+            enc += [nn.Linear(a, b)] + ([nn.LeakyReLU(), nn.Dropout(dropout)] if i < len(layers) - 1 else [])
+        dims = (*reversed(layers), d)
+        dec: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(dims, dims[1:])):
+            dec += [nn.Linear(a, b)] + ([nn.ReLU(), nn.Dropout(dropout)] if i < len(dims) - 2 else [])
+        self.encoder, self.decoder = nn.Sequential(*enc), nn.Sequential(*dec)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encoder(x)
+        return self.decoder(z), z
+
+
+class CascadedResidualAE(nn.Module):
+    """Cascaded Residual Autoencoder (Tran et al. 2017; MMIN ``ResidualAE``).
+
+    Block k sees the running reconstruction x_k = x_{k-1} + delta_{k-1} (x_0 = input, delta_0 = 0)
+    and predicts the next residual delta_k. Returns (x_K + delta_K, latents concatenated over the
+    blocks). With ``transition`` (MMIN) a 2-layer MLP maps the sum to the output.
+    """
+
+    def __init__(self, d: int, layers: Sequence[int], n_blocks: int, transition: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.blocks = nn.ModuleList(AEBlock(d, layers, dropout) for _ in range(n_blocks))
+        self.transition = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, d)) if transition else nn.Identity()
+        self.d_latent = layers[-1] * n_blocks
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        delta, latents = torch.zeros_like(x), []
+        for block in self.blocks:
+            x = x + delta
+            delta, z = block(x)
+            latents.append(z)
+        return self.transition(x + delta), torch.cat(latents, -1)
+
+
+# --------------------------------------------------------------------------- masking and validation
+def apply_pattern(batch: MMBatch, available: Sequence[str], fill: Callable) -> MMBatch:
+    """The batch with only ``available`` modalities observed, the others filled by ``fill``."""
+    from mmlab.missing import Masks, mask_batch
+
+    row = np.array([m in available for m in batch.modalities])
+    avail = np.tile(row, (batch.size, 1))
+    obs = {m: batch.pad_mask[m].cpu().numpy() & row[j] for j, m in enumerate(batch.modalities)}
+    return mask_batch(batch, Masks(avail, obs), fill)
+
+
+@torch.no_grad()
+def validate_patterns(logits_fn: Callable[[MMBatch], torch.Tensor], valid: MMDataset, fill: Callable,
+                      on: str = "six", device: torch.device | str = "cpu", batch_size: int = 256) -> dict[str, float]:
+    """Valid-split accuracy, macro recall (UA) and CE averaged over availability conditions.
+
+    ``on``: "full" (complete input), "six" (the six non-empty proper subsets, MMIN's selection)
+    or "seven" (full + six). ``fill`` is a fill policy object (so train-mean fill works here).
+    Refuses rows of any other split: model selection never sees the test split.
+    """
+    if len(valid) == 0 or set(np.unique(valid.split)) != {"valid"}:
+        raise DataError(f"validate_patterns: expected rows of the 'valid' split only, got {sorted(set(valid.split))}")
+    check_choice("validate_patterns", "on", on, VALIDATE_ON)
+    from mmlab.missing import all_patterns
+
+    mods = valid.modalities
+    six = [p.available for p in all_patterns(mods)]
+    conds = {"full": [mods], "six": six, "seven": [mods, *six]}[on]
+    y = torch.from_numpy(valid.y.astype(np.int64))
+    rows = []
+    for cond in conds:
+        out = []
+        for start in range(0, len(valid), batch_size):
+            batch = valid.batch(np.arange(start, min(start + batch_size, len(valid))), device=device)
+            if len(cond) < len(mods):
+                batch = apply_pattern(batch, cond, fill)
+            out.append(logits_fn(batch.for_eval()).float().cpu())
+        lg = torch.cat(out)
+        pred = lg.argmax(1).numpy()
+        rows.append((accuracy(valid.y, pred), macro_recall(valid.y, pred, n_classes=valid.n_classes),
+                     float(F.cross_entropy(lg, y))))
+    acc, ua, loss = np.mean(rows, 0)
+    return {"accuracy": float(acc), "macro_recall": float(ua), "loss": float(loss)}
+
+
+def module_device(module: nn.Module) -> torch.device:
+    param = next(module.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
