@@ -18,8 +18,7 @@ from plotly.subplots import make_subplots
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 MASK_COLORS = ((0.0, "#f2f2f2"), (0.333, "#f2f2f2"), (0.333, "#d62728"), (0.666, "#d62728"),
                (0.666, "#2b7bba"), (1.0, "#2b7bba"))  # 0 padding, 1 missing, 2 observed
-LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=30, t=70, b=40), modebar=dict(orientation="v"),
-              title_font=dict(size=15))
+LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=30, t=80, b=40), title_font=dict(size=15))
 
 
 def color(i: int) -> str:
@@ -66,13 +65,14 @@ def masks_figure(masks: Mapping[str, Any], pad: Mapping[str, np.ndarray], rows: 
         obs = getattr(masks[name], "obs", masks[name])
         fig.add_trace(mask_heatmap(obs, pad, rows, showscale=(i == 0)), row=i // cols + 1, col=i % cols + 1)
         _, starts = mask_matrix(obs, pad, 1)
+        ends = starts[1:] + [sum(np.asarray(o).shape[1] for o in obs.values())]
         for s in starts[1:]:
             fig.add_vline(x=s - 0.5, line=dict(color="black", width=1), row=i // cols + 1, col=i % cols + 1)
+        fig.update_xaxes(tickvals=[(a + b - 1) / 2 for a, b in zip(starts, ends)], ticktext=list(obs),
+                         row=i // cols + 1, col=i % cols + 1)
     fig.update_yaxes(autorange="reversed", showticklabels=False)
-    fig.update_xaxes(showticklabels=False)
     fig.update_layout(**LAYOUT, height=260 * n_rows + 60,
-                      title=f"Missingness masks, first {rows} samples (columns: frames of " + ", ".join(
-                          map(str, list(getattr(next(iter(masks.values())), "obs", next(iter(masks.values())))))) + ")")
+                      title=f"Missingness masks of the first {rows} test samples (blue observed, red missing, grey padding)")
     return fig
 
 
@@ -96,13 +96,20 @@ def missingness_figure(view: Mapping[str, Any], rows: int = 30) -> go.Figure:
     oracle = view.get("oracle_recall")
     fig.add_trace(go.Bar(x=classes, y=oracle if oracle is not None else [0.0] * len(classes), name="Bayes oracle",
                          marker_color=color(1), visible=oracle is not None), row=1, col=2)
-    fig.update_yaxes(autorange="reversed", showticklabels=False, row=1, col=1)
-    fig.update_xaxes(showticklabels=False, row=1, col=1)
+    _, starts = mask_matrix(view["obs"], view["pad"], 1)
+    width = sum(np.asarray(o).shape[1] for o in view["obs"].values())
+    ends = starts[1:] + [width]
+    for s in starts[1:]:
+        fig.add_vline(x=s - 0.5, line=dict(color="black", width=1.5), row=1, col=1)
+    fig.update_yaxes(autorange="reversed", showticklabels=False, title="test samples", row=1, col=1)
+    fig.update_xaxes(tickvals=[(a + b - 1) / 2 for a, b in zip(starts, ends)], ticktext=list(view["obs"]),
+                     title="frames per modality", row=1, col=1)
     fig.update_yaxes(range=[0, 1], row=1, col=2)
     title = f"{view['label']}: accuracy {view['accuracy']:.3f}"
     if view.get("oracle_accuracy") is not None:
-        title += f" vs Bayes oracle {view['oracle_accuracy']:.3f} (gap {view['oracle_accuracy'] - view['accuracy']:+.3f})"
-    fig.update_layout(**LAYOUT, title=title, barmode="group", height=420, legend=dict(orientation="h", y=-0.1))
+        title += f" vs Bayes oracle {view['oracle_accuracy']:.3f}"
+    fig.update_layout(**LAYOUT, title=title, barmode="group", height=440, width=950,
+                      legend=dict(orientation="h", y=-0.15))
     return fig
 
 
@@ -236,11 +243,11 @@ def diffusion_figure(view: Mapping[str, Any]) -> go.Figure:
     for tr in trajectory_traces(view["trajectory_steps"], view["trajectory_xy"], view.get("target_xy")):
         fig.add_trace(tr, row=1, col=2)
     acc = view.get("generated_accuracy")
-    title = (f"{view['direction']}: start step n={view['start_step']}, {view['sampler']}, {view['num_steps']} steps"
-             + (f"; generated-feature accuracy {acc:.3f} (real {view['real_accuracy']:.3f})" if acc is not None else ""))
+    title = (f"{view['direction']}, n={view['start_step']}, {view['sampler']} x {view['num_steps']}"
+             + (f": generated acc {acc:.2f} (real {view['real_accuracy']:.2f})" if acc is not None else ""))
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
-    fig.update_layout(**LAYOUT, title=title, height=480, legend=dict(font=dict(size=10)))
+    fig.update_layout(**LAYOUT, title=title, height=500, width=1000, legend=dict(font=dict(size=10)))
     return fig
 
 

@@ -216,7 +216,7 @@ def _figure_state(driver, box) -> dict:
         "return JSON.stringify({title: t ? t.textContent : '', n: gd.data.length,"
         "  xs: gd.data.map(d => d.x ? Array.from(d.x).slice(0, 8) : (d.z ? [JSON.stringify(d.z).slice(0, 4000)] : null)),"
         "  ys: gd.data.map(d => d.y ? Array.from(d.y).slice(0, 8) : null),"
-        "  paths: [...gd.querySelectorAll('path.point')].slice(0, 40).map(p => p.getAttribute('transform')).join('|')});",
+        "  paths: [...gd.querySelectorAll('path.point')].map(p => p.getAttribute('transform')).join('|')});",
         box))
 
 
