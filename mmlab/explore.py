@@ -91,15 +91,20 @@ def trained_method(name: str, data: MMDataset, out_dir: str | Path | None = None
                    overrides: Mapping[str, Any] | Sequence[str] | None = (),
                    preset: str | None = None, device: str = "cpu", seed: int = 1111, progress: bool = False):
     """Train method ``name`` (or reload it: the Trainer resumes finished stages) into a cache
-    folder keyed by (name, overrides, preset, data, seed, version): ``<out_dir>/models/...``
+    folder keyed by (name, resolved config, data, seed, version): ``<out_dir>/models/...``
     inside a run, else ``$MMLAB_CACHE`` / ``~/.cache/mmlab`` (`mmlab.workspace.cache_dir`).
     Notebooks 02, 03 and 05 ask for the same key and so share one training."""
     import mmlab
     from mmlab.experiments import train_method
     from mmlab.workspace import cache_dir
 
+    from mmlab.methods import make_method
+
     overrides = override_args(overrides)
-    key = json.dumps([name, overrides, preset, data_fingerprint(data), seed, device, mmlab.__version__])
+    # the key holds the RESOLVED config, so a changed default of the method is a new folder
+    resolved = make_method(name, data, overrides, preset=preset).config_dict()
+    key = json.dumps([name, resolved, data_fingerprint(data), seed, device, mmlab.__version__], sort_keys=True,
+                     default=str)
     folder = cache_dir(out_dir) / f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
     method = train_method(name, data, folder, overrides=list(overrides), device=device, seed=seed, preset=preset,
                           progress=progress)

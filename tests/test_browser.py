@@ -185,18 +185,37 @@ def _errors(driver) -> str:
     return "\n".join(t for t in texts if t)[-3000:]
 
 
+ACTIVE = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+
+
+def _started(driver) -> bool:
+    """Some cell of the visible notebook is running or has run ("[*]:" or "[n]:")."""
+    return bool(driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0] + ' .jp-InputPrompt')]"
+        ".some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent));", ACTIVE))
+
+
 def _open_and_run_all(driver, lab, name: str) -> None:
     from selenium.webdriver.common.by import By
 
-    driver.get(f"{lab['url']}/lab/tree/{name}.ipynb?token={lab['token']}")
-    _wait("the notebook to open", lambda: driver.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Cell"), 90, driver, lab)
+    # a fresh workspace per notebook: only this notebook open, nothing restored from before
+    driver.get(f"{lab['url']}/lab/workspaces/{name[:2]}/tree/{name}.ipynb?reset&token={lab['token']}")
+    _wait("the notebook to open", lambda: driver.find_elements(By.CSS_SELECTOR, f"{ACTIVE} .jp-Cell"), 90, driver, lab)
     _wait("an idle kernel", lambda: "Idle" in driver.find_element(By.CSS_SELECTOR, "#jp-main-statusbar").text,
           90, driver, lab)
-    # Run > Run All Cells (the JupyterLab command runmenu:run-all)
-    _wait("the Run menu", lambda: [e for e in driver.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-itemLabel")
-                                   if e.text.strip() == "Run"], 30, driver, lab)[0].click()
-    _wait("Run All Cells", lambda: driver.find_elements(By.CSS_SELECTOR, "li[data-command='runmenu:run-all']"),
-          15, driver, lab)[0].click()
+    for attempt in range(2):
+        driver.find_element(By.CSS_SELECTOR, f"{ACTIVE} .jp-Cell .jp-InputPrompt").click()  # focus this notebook
+        # Run > Run All Cells (the JupyterLab command runmenu:run-all)
+        _wait("the Run menu", lambda: [e for e in driver.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-itemLabel")
+                                       if e.text.strip() == "Run"], 30, driver, lab)[0].click()
+        _wait("Run All Cells", lambda: driver.find_elements(By.CSS_SELECTOR, "li[data-command='runmenu:run-all']"),
+              15, driver, lab)[0].click()
+        deadline = time.time() + 45
+        while time.time() < deadline and not _started(driver):
+            time.sleep(0.5)
+        if _started(driver):
+            return
+    _wait("the cells to start running", lambda: _started(driver), 1, driver, lab)
 
 
 def _explorer(driver, label: str):
