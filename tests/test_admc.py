@@ -1,0 +1,257 @@
+"""ADMC (spec §1): stages and freezing, MMCR keeps available features, routing, MMER, Table 4,
+ablations, resume through the Trainer, the paper preset. Tiny sizes so the file runs in seconds."""
+
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from mmlab.data.synthetic import make_synthetic
+from mmlab.errors import ConfigError, DataError
+from mmlab.methods import make_method, method_names
+from mmlab.methods.admc import ADMC, ADMCConfig, pattern_key
+from mmlab.missing import FixedPattern, all_patterns, make_fill, make_rng, mask_batch
+from mmlab.nn.attention import AttentionDenoiser, DenoiserConfig, FusionConfig, ModalityTokenTransformer
+from mmlab.train import Trainer, TrainConfig, load_checkpoint
+from mmlab.utils import seed_everything
+
+TINY = {
+    "itfn.encoder.d_out": 8, "itfn.encoder.hidden": 8, "itfn.encoder.filters": 4, "itfn.head_hidden": 8,
+    "adn.layers": 1, "adn.heads": 2, "adn.d_ff": 16,
+    "mf.layers": 1, "mf.heads": 2, "mf.d_ff": 16, "mf.head_hidden": 8, "mf.train_completions": 2,
+    "itfn.train.epochs": 2, "adn.train.epochs": 3, "mf.train.epochs": 2,
+    "diffusion.start_step": 8, "n_completions": 2, "eval_batch_size": 512,
+}
+ADMC_STAGES = ["itfn_A", "itfn_V", "itfn_T", "adn", "mf_full", "mf_A", "mf_V", "mf_T",
+               "mf_AV", "mf_AT", "mf_VT", "mf_mmer"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: one thread is fastest and immune to a busy machine
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_synthetic(preset="tiny")
+
+
+def _fit(name, data, out, overrides=(), on_epoch_end=None):
+    seed_everything(3)  # the initial weights
+    method = make_method(name, data, {**TINY, **dict(overrides)})
+    Trainer(method, data, out, TrainConfig(progress=False, seed=3), on_epoch_end=on_epoch_end).fit()
+    return method
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("admc")
+    return _fit("admc", data, out), out
+
+
+def _masked(data, available, n=40, seed=0):
+    part = data.subset("test")
+    batch = part.batch(np.arange(n))
+    pad = {m: batch.pad_mask[m].numpy() for m in batch.modalities}
+    masks = FixedPattern(available)(pad, batch.modalities, make_rng(seed))
+    return mask_batch(batch, masks, make_fill("noise"), generator=torch.Generator().manual_seed(seed)).for_eval()
+
+
+# ----------------------------------------------------------------------------- attention blocks
+def test_denoiser_and_fusion_shapes():
+    torch.manual_seed(0)
+    den = AttentionDenoiser(3, 8, DenoiserConfig(layers=2, heads=2, d_ff=16))
+    x = torch.randn(5, 3, 8)
+    e1, e2 = den(x, torch.full((5,), 3)), den(x, torch.full((5,), 700))
+    assert e1.shape == (5, 3, 8) and not torch.allclose(e1, e2)  # the step embedding matters
+    mf = ModalityTokenTransformer(3, 8, 4, FusionConfig(layers=1, heads=2, d_ff=16, d_model=12), avail_embedding=True)
+    assert mf(x).shape == (5, 4)
+    avail = torch.tensor([[True, False, True]] * 5)
+    mf.eval()
+    assert torch.equal(mf(x), mf(x, avail))  # the missing-token embedding starts at zero
+    with torch.no_grad():
+        mf.missing_emb.normal_()
+    assert not torch.allclose(mf(x), mf(x, avail))
+    with pytest.raises(DataError, match="tokens expected"):
+        den(torch.randn(5, 2, 8), torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ConfigError, match="divisible by heads"):
+        AttentionDenoiser(3, 9, DenoiserConfig(heads=2))
+
+
+# ----------------------------------------------------------------------------- stages and freezing
+def test_registered_names():
+    for name in ("admc", "admc_wo_itfn", "admc_wo_adn", "admc_joint", "admc_use_itfn"):
+        assert name in method_names()
+
+
+def test_stage_list(trained):
+    method, out = trained
+    assert [s.name for s in method.stages(method._data)] == ADMC_STAGES
+    assert method.fill == "noise" and method.scenario_mode == "per_pattern"
+    for s in ADMC_STAGES:
+        assert (out / "checkpoints" / s / "best.pt").exists()
+
+
+def test_itfn_frozen_after_later_stages(trained):
+    """Encoders and heads end as their ITFN stage left them; the ADN as its stage left it."""
+    method, out = trained
+    final = method.state_dict()
+    for m in method.modalities:
+        best = load_checkpoint(out / "checkpoints" / f"itfn_{m}" / "best.pt")["model"]
+        keys = [k for k in final if k.startswith((f"encoders.{m}.", f"itfn_heads.{m}."))]
+        assert keys and all(torch.equal(final[k], best[k]) for k in keys)
+    adn = load_checkpoint(out / "checkpoints" / "adn" / "best.pt")["model"]
+    keys = [k for k in final if k.startswith("denoiser.")]
+    assert keys and all(torch.equal(final[k], adn[k]) for k in keys)
+    # the standardiser was fitted on train features (A8)
+    assert not torch.allclose(method.standardizer.std, torch.ones_like(method.standardizer.std))
+
+
+# ----------------------------------------------------------------------------- MMCR / MMER
+def test_mmcr_keeps_available_features_exactly(trained, data):
+    method, _ = trained
+    feats = method.encode(data.subset("test").batch(np.arange(30)))
+    known = torch.tensor([[True, False, True]] * 15 + [[False, True, False]] * 15)
+    g = torch.Generator().manual_seed(0)
+    x, traj = method.complete(feats, known, generator=g, return_trajectory=True)
+    assert torch.equal(x[known], feats[known])
+    assert not torch.allclose(x[~known], feats[~known])
+    assert [s for s, _ in traj] == list(range(method.cfg.diffusion.start_step, -1, -1))
+    x2 = method.complete(feats, known, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x, x2)  # same generator seed -> same completion
+
+
+@pytest.mark.parametrize("available", [p.available for p in all_patterns(("A", "V", "T"))] + [("A", "V", "T")])
+def test_predict_logits_every_pattern(trained, data, available):
+    method, _ = trained
+    batch = _masked(data, available)
+    logits = method.predict_logits(batch)
+    assert logits.shape == (40, data.n_classes) and torch.isfinite(logits).all()
+    assert torch.equal(logits, method.predict_logits(batch))  # deterministic per batch
+    row = [m in available for m in method.modalities]
+    expected = ("mmer" if all(row) else pattern_key(available))
+    assert method._mf_key(row) == expected
+
+
+def test_no_modality_gets_the_prior(trained, data):
+    method, _ = trained
+    batch = _masked(data, ("A",))
+    batch.avail[:] = False
+    assert torch.allclose(method.predict_logits(batch), method.log_prior.expand(40, -1))
+
+
+def test_mmer_path_on_full_input(trained, data):
+    method, _ = trained
+    batch = data.subset("test").batch(np.arange(20))
+    feats = method.encode(batch)
+    tok = method._tokens("mmer", feats, batch.avail, 1, method._generator("t"))
+    assert tok.shape == (1, 20, 3, 2 * method.d)
+    assert torch.equal(tok[0, :, :, : method.d], feats)  # Eq. 5: cat(F, F')
+    assert not torch.allclose(tok[0, :, :, method.d:], feats)
+    direct = method._logits("mmer", tok, batch.avail)
+    assert direct.shape == (20, data.n_classes)
+    assert method.predict_logits(batch).shape == (20, data.n_classes)
+
+
+def test_generation_table_rows(trained, data):
+    method, _ = trained
+    rows = method.generation_table(data, split="test", start_steps=(3, 6), seed=1)
+    # per target: 1 real row + 3 source sets x 2 steps
+    assert len(rows) == 3 * (1 + 3 * 2)
+    conds = {r["condition"] for r in rows}
+    assert {"AV->T@n=3", "A->T@n=6", "VT->A@n=3", "real->V"} <= conds
+    for r in rows:
+        assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["macro_recall"] <= 1.0
+    paper = method.generation_table(data, start_steps=(3,), sources="paper", include_real=False)
+    assert len(paper) == 9  # the nine rows of Table 4
+
+
+# ----------------------------------------------------------------------------- ablations
+@pytest.mark.parametrize("name,stages", [
+    ("admc_wo_itfn", ["itfn_joint", "adn", "mf_full", "mf_A", "mf_V", "mf_T", "mf_AV", "mf_AT", "mf_VT"]),
+    ("admc_wo_adn", ["itfn_A", "itfn_V", "itfn_T", "mf_full", "mf_A", "mf_V", "mf_T", "mf_AV", "mf_AT", "mf_VT"]),
+    ("admc_joint", ["joint"]),
+    ("admc_use_itfn", ["itfn_A", "itfn_V", "itfn_T", "mf_full"]),
+])
+def test_ablations_build_and_train(data, tmp_path, name, stages):
+    method = _fit(name, data, tmp_path)
+    assert [s.name for s in method.stages(method._data)] == stages
+    assert (method.denoiser is None) == (name in ("admc_wo_adn", "admc_joint", "admc_use_itfn"))
+    for available in [("A",), ("V", "T"), ("A", "V", "T")]:
+        logits = method.predict_logits(_masked(data, available))
+        assert logits.shape == (40, data.n_classes) and torch.isfinite(logits).all()
+    if name == "admc_wo_itfn":
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            assert method.generation_table(data, start_steps=(3,)) == []
+
+
+def test_shared_mf_fallback(data, tmp_path):
+    """The many-modality fallback: one MF under a random-pattern sampler (forced here on 3 modalities)."""
+    method = _fit("admc", data, tmp_path, {"mf.scenarios": "shared", "mmer": False, "mf.shared_draws": 2})
+    assert [s.name for s in method.stages(method._data)][-2:] == ["mf_full", "mf_shared"]
+    assert method._mf_key([True, False, True]) == "shared"
+    assert method.predict_logits(_masked(data, ("A", "T"))).shape == (40, data.n_classes)
+
+
+def test_config_errors(data):
+    with pytest.raises(ConfigError, match="mmer"):
+        make_method("admc", data, {"completion": "zero"})
+    with pytest.raises(ConfigError, match="end_to_end"):
+        make_method("admc", data, {"itfn.training": "end_to_end"})
+    with pytest.raises(ConfigError, match="train_max_step"):
+        make_method("admc", data, {"adn.train_max_step": 5000})
+    with pytest.raises(ConfigError, match="unknown key"):
+        make_method("admc", data, {"mf.nope": 1})
+
+
+# ----------------------------------------------------------------------------- resume, presets
+def test_resume_matches_uninterrupted_run(trained, data, tmp_path):
+    """Stop inside mf_AV (after its completion cache was built), resume: same final weights."""
+    reference, _ = trained
+
+    class Stop(Exception):
+        pass
+
+    def stop(stage, epoch, metrics):
+        if stage == "mf_AV" and epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        _fit("admc", data, tmp_path, on_epoch_end=stop)
+    resumed = _fit("admc", data, tmp_path)
+    a, b = reference.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_paper_preset_constructs_with_paper_sizes(data):
+    method = make_method("admc", data, preset="paper")
+    cfg = method.cfg
+    assert cfg.itfn.encoder.d_out == 256 and cfg.itfn.head_hidden == 128
+    assert (cfg.adn.layers, cfg.adn.heads, cfg.adn.d_ff) == (4, 8, 1024)
+    assert (cfg.mf.layers, cfg.mf.heads, cfg.mf.d_ff, cfg.mf.dropout, cfg.mf.head_hidden) == (2, 4, 1024, 0.3, 128)
+    assert (cfg.diffusion.n_steps, cfg.diffusion.beta_start, cfg.diffusion.beta_end) == (1000, 3e-4, 0.06)
+    assert cfg.diffusion.start_step == 50 and cfg.itfn.train.lr == 1e-4
+    assert len(method.denoiser.blocks) == 4 and method.denoiser.blocks[0].heads == 8
+    assert method.denoiser.blocks[0].ffn[0].out_features == 1024
+    assert method.mfs["full"].d_model == 256 and method.mfs["mmer"].d_model == 512
+    assert abs(float(method.diffusion.alphas_cumprod[50]) - 0.9155) < 1e-3
+
+
+def test_compare_generation_protocol(data, tmp_path):
+    """`mmlab compare --protocol generation` tabulates Table 4 rows from generation_table."""
+    from mmlab.evaluate import read_results
+    from mmlab.experiments import compare
+
+    overrides = [f"--{k}={v}" for k, v in TINY.items()]
+    compare(data, ["admc"], protocol="generation", seeds=[1], out=tmp_path, overrides=overrides, progress=False)
+    rows = read_results(tmp_path / "results.csv")
+    conds = {r["condition"] for r in rows}
+    assert {"AV->T@n=30", "AV->T@n=50", "AV->T@n=80", "real->T"} <= conds
+    assert all(r["method"] == "admc" and r["protocol"] == "generation" for r in rows)
+    assert "start_step" not in (tmp_path / "results.md").read_text()
