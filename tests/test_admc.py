@@ -167,6 +167,7 @@ def test_generation_table_rows(trained, data):
     assert {"AV->T@n=3", "A->T@n=6", "VT->A@n=3", "real->V"} <= conds
     for r in rows:
         assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["macro_recall"] <= 1.0
+        assert r["start_step"] == (0 if r["condition"].startswith("real") else int(r["condition"].split("=")[1]))
     paper = method.generation_table(data, start_steps=(3,), sources="paper", include_real=False)
     assert len(paper) == 9  # the nine rows of Table 4
 
@@ -254,4 +255,3 @@ def test_compare_generation_protocol(data, tmp_path):
     conds = {r["condition"] for r in rows}
     assert {"AV->T@n=30", "AV->T@n=50", "AV->T@n=80", "real->T"} <= conds
     assert all(r["method"] == "admc" and r["protocol"] == "generation" for r in rows)
-    assert "start_step" not in (tmp_path / "results.md").read_text()

@@ -66,7 +66,9 @@ Choices where the paper is silent (spec §1.9; [rec] = the spec's recommendation
 Registered names: ``admc`` (MMCR + MMER), ``admc_wo_itfn``, ``admc_wo_adn``, ``admc_joint``
 (Table 5 Jointly_training: encoders not frozen, trained with the fusion on full input),
 ``admc_use_itfn`` (Table 5: frozen ITFN + MF on full input). The three Table-5 / ablation
-rows without ADN zero-fill missing tokens at test.
+rows without ADN zero-fill missing tokens at test; Jointly_training feeds the MF raw encoder
+outputs (no A8 statistics while the encoders still move). The ablations run MMCR only
+(``mmer=false``): full input goes to ``mf_full``.
 """
 
 from __future__ import annotations
@@ -584,8 +586,8 @@ class ADMC(Method):
         ``sources``: "all" = every non-empty subset of the other modalities; "paper" = all the
         others and each single one (the 9 rows of Table 4 for A, V, T); "auto" = "all" for up to
         three modalities, else "paper". ``include_real`` adds the real feature of each target
-        ("real->T") for reference. Rows: condition ("AV->T@n=50"), source, target, accuracy,
-        macro_recall (numbers are metrics only, so `mmlab.evaluate.write_results` tabulates them).
+        ("real->T", start_step 0) for reference. Rows: condition ("AV->T@n=50"), source, target,
+        start_step, accuracy, macro_recall.
         """
         if self.cfg.itfn.training != "independent":
             warnings.warn(f"{self.name}: generation_table needs the unimodal ITFN heads; this variant has "
@@ -615,7 +617,7 @@ class ADMC(Method):
             else:
                 srcs = [tuple(others)] + [(m,) for m in others if len(others) > 1]
             if include_real:
-                rows.append({"condition": f"real->{target}", "source": target, "target": target,
+                rows.append({"condition": f"real->{target}", "source": target, "target": target, "start_step": 0,
                              **score(target, feats)})
             for src in srcs:
                 known = torch.tensor([m in src for m in self.modalities], device=self._device).expand(len(feats), -1)
@@ -624,7 +626,7 @@ class ADMC(Method):
                     z = self._complete_chunked(feats, known, gen, start_step=int(n))
                     name = sep.join(src)
                     rows.append({"condition": f"{name}->{target}@n={n}", "source": name, "target": target,
-                                 **score(target, z)})
+                                 "start_step": int(n), **score(target, z)})
         return rows
 
 
