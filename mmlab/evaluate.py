@@ -46,7 +46,7 @@ from mmlab.utils import atomic_write_text, torch_generator
 
 METRICS = ("accuracy", "macro_recall", "f1_weighted")
 KEYS = ("dataset", "method", "protocol", "condition")
-NON_METRICS = ("seed", "mask_seed", "n")
+NON_METRICS = ("seed", "mask_seed", "n", "start_step")
 DEFAULT_RATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 AVERAGE, AUILC = "Average", "AUILC"
 

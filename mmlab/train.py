@@ -212,7 +212,8 @@ def _apply_pattern(batch: MMBatch, available: tuple[str, ...], fill: Any) -> MMB
     pad = {m: batch.pad_mask[m].cpu().numpy() for m in batch.modalities}
     masks = missing.FixedPattern(available)(pad, batch.modalities, missing.make_rng(0))
     fill = missing.make_fill(fill) if isinstance(fill, str) else fill
-    return missing.mask_batch(batch, masks, fill)
+    gen = torch.Generator(device=batch.device).manual_seed(0)  # noise fill needs one; fixed for validation
+    return missing.mask_batch(batch, masks, fill, generator=gen)
 
 
 # --------------------------------------------------------------------------- checkpoints
