@@ -141,7 +141,8 @@ def _evaluate_all(method, name: str, data: MMDataset, protocols: Sequence[str], 
     train = data.subset("train")
     for protocol in protocols:
         if protocol == "generation":
-            if hasattr(method, "generation_table"):
+            # Table 4 exists only for variants with an ADN and independent ITFN heads
+            if hasattr(method, "generation_table") and getattr(method, "denoiser", None) is not None:
                 for r in method.generation_table(data, split="test", seed=seed):
                     rows.append({"dataset": data.name, "method": name, "protocol": "generation", "seed": seed, **r})
             continue
