@@ -3,7 +3,8 @@
     mmlab run [-p NAME VALUE ...]            execute the notebooks in order into runs/<timestamp>/
     mmlab data list | oracle NAME | validate FILE
     mmlab train METHOD --data NAME_OR_PATH --out RUN_DIR [--key.sub=value ...]
-    mmlab compare --data NAME --methods a,b --protocol patterns --seeds 1111 --out DIR
+    mmlab compare --data NAME --methods a,b --protocol patterns --seeds 1111 --out DIR [--workers 2]
+    mmlab compare --suite full --workers 2 --out DIR     the full comparison of every method
     mmlab report RESULTS_DIR ... --out DIR
     mmlab bench [--methods a,b]
 """
@@ -79,19 +80,24 @@ def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, extra: list[str]) -> int:
-    from mmlab.experiments import compare
+    from mmlab.errors import ConfigError
+    from mmlab.experiments import COMPARISON_METHODS, FULL_SUITE, compare, compare_suite
 
     seeds = [int(s) for s in str(args.seeds).split(",") if s]
-    paths = compare(
-        data=args.data,
-        methods=[m for m in args.methods.split(",") if m],
-        protocol=args.protocol,
-        seeds=seeds,
-        out=args.out,
-        overrides=extra,
-        device=args.device,
-        preset=args.preset,
-    )
+    methods = [m for m in args.methods.split(",") if m] if args.methods else list(COMPARISON_METHODS)
+    common = dict(methods=methods, seeds=seeds, out=args.out, overrides=extra, device=args.device,
+                  preset=args.preset, workers=args.workers)
+    if args.suite:
+        if args.data or args.protocol:
+            raise ConfigError("--suite full fixes the datasets and protocols: drop --data / --protocol")
+        written = compare_suite(FULL_SUITE, **common)
+        paths = [p for ps in written.values() for p in ps]
+        if not args.no_report:
+            from mmlab.report import build_report
+
+            paths += build_report([Path(ps[0]).parent for ps in written.values()], Path(args.out) / "report")
+    else:
+        paths = compare(data=args.data or "synthetic", protocol=args.protocol or "patterns", **common)
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -154,10 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     cp = sub.add_parser("compare", parents=[common], help="train and evaluate methods on the same seeded test masks")
-    cp.add_argument("--data", default="synthetic")
-    cp.add_argument("--methods", required=True, help="comma-separated method names")
-    cp.add_argument("--protocol", default="patterns", help="patterns, rates, eta (comma-separated for several)")
-    cp.add_argument("--seeds", default="1111", help="comma-separated seeds")
+    cp.add_argument("--data", default=None, help="dataset name or .npz path (default: synthetic)")
+    cp.add_argument("--methods", default=None, help="comma-separated method names (default: every compared method)")
+    cp.add_argument("--protocol", default=None,
+                    help="patterns, full, rates, eta, generation; comma-separated for several (default: patterns)")
+    cp.add_argument("--seeds", default="1111,1112,1113,1114,1115", help="comma-separated seeds (default: 1111-1115)")
+    cp.add_argument("--suite", choices=["full"], default=None,
+                    help="full: every dataset of the full comparison with its protocols, then the report")
+    cp.add_argument("--workers", type=int, default=1, help="parallel training processes, one thread each (default: 1)")
+    cp.add_argument("--no-report", action="store_true", help="with --suite: skip writing OUT/report")
     cp.add_argument("--out", required=True)
     cp.set_defaults(func=cmd_compare)
 

@@ -9,14 +9,17 @@ method. On `synthetic` the Bayes oracle is evaluated on the same masks as one mo
 
 from __future__ import annotations
 
+import functools
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
 from mmlab.data import MMDataset, load_dataset
 from mmlab.errors import ConfigError, DataError
+from mmlab.utils import atomic_write_text
 
 PROTOCOLS = ("patterns", "full", "rates", "eta", "generation")
 
@@ -79,30 +82,93 @@ def conditions_for(protocol: str, data: MMDataset) -> list:
     raise ConfigError(f"protocol: expected some of {list(PROTOCOLS)}, got {protocol!r}")
 
 
-def compare(
-    data: str | MMDataset,
-    methods: Sequence[str],
-    protocol: str | Sequence[str] = "patterns",
-    seeds: Sequence[int] = (1111,),
-    out: str | Path = "compare",
-    overrides: Iterable[str] = (),
-    device: str = "cpu",
-    preset: str | None = None,
-    progress: bool = True,
-) -> list[Path]:
-    """Train every method for every seed and evaluate all of them on the same seeded test masks.
+DEFAULT_SEEDS: tuple[int, ...] = (1111, 1112, 1113, 1114, 1115)
+COMPARISON_METHODS: tuple[str, ...] = (
+    "admc", "admc_wo_adn", "admc_wo_itfn", "admc_use_itfn", "admc_joint",
+    "zero_fill", "mean_fill", "full_zero", "ae", "cra", "mmin",
+)
+# The full comparison (issue #5): the three-modality pattern and rate sweeps on `synthetic`;
+# on six-view `handwritten` the CPM-Nets eta sweep, the rate sweep and the full input (its 63
+# view subsets are not a "six patterns" table).
+FULL_SUITE: dict[str, tuple[str, ...]] = {
+    "synthetic": ("patterns", "rates"),
+    "handwritten": ("full", "eta", "rates"),
+}
 
-    Writes ``out/results.csv`` (one row per dataset, method, protocol, condition, seed) and
-    ``out/results.md`` (mean ± std over seeds); returns their paths. An existing results file
-    is never overwritten.
+
+@dataclass(frozen=True)
+class _Job:
+    """Train one method for one seed on one dataset, then evaluate it under ``protocols``."""
+
+    data: str | MMDataset
+    name: str
+    seed: int
+    run_dir: Path
+    overrides: tuple[str, ...]
+    protocols: tuple[str, ...]
+    device: str
+    preset: str | None
+    group: int = 0  # index of the dataset in the suite
+
+
+def _run_job(job: _Job, progress: bool = False, threads: int | None = None) -> tuple[list[dict], float]:
+    """Run one `_Job` (in this process or a worker); returns its result rows and seconds taken."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    started = time.time()
+    data = _cached_data(job.data) if isinstance(job.data, str) else job.data
+    method = train_method(job.name, data, job.run_dir, job.overrides, job.device, job.seed, job.preset, progress)
+    rows = _evaluate_all(method, job.name, data, job.protocols, job.seed, job.device)
+    return rows, time.time() - started
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_data(name: str) -> MMDataset:
+    return load_dataset(name)
+
+
+def _execute(jobs: Sequence[_Job], workers: int, progress: bool) -> list[tuple[list[dict], float]]:
+    """Run ``jobs``, in order in this process when ``workers == 1``, else on a pool of
+    ``workers`` spawned processes with one torch thread each (small models run fastest on
+    one thread per core). Results come back in job order, so rows do not depend on scheduling.
     """
-    from mmlab import evaluate as ev
-    from mmlab.data.synthetic import oracle_of
+    if workers < 1:
+        raise ConfigError(f"workers: expected an integer >= 1, got {workers}")
+    if workers == 1:
+        bar = tqdm(jobs, desc="compare", disable=not progress or len(jobs) < 2)
+        return [_run_job(job, progress=progress) for job in bar]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    results: list[tuple[list[dict], float] | None] = [None] * len(jobs)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_run_job, job, False, 1): i for i, job in enumerate(jobs)}
+        bar = tqdm(total=len(jobs), desc=f"compare ({workers} workers)", disable=not progress)
+        try:
+            for fut in as_completed(futures):
+                i = futures[fut]
+                results[i] = fut.result()
+                bar.set_postfix_str(f"{jobs[i].name} seed {jobs[i].seed}: {results[i][1]:.0f} s")
+                bar.update()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+        finally:
+            bar.close()
+    return results  # type: ignore[return-value]
+
+
+def _check_protocols(protocol: str | Sequence[str]) -> list[str]:
     protocols = [p for p in (protocol.split(",") if isinstance(protocol, str) else protocol) if p]
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown or not protocols:
         raise ConfigError(f"--protocol: expected some of {list(PROTOCOLS)}, got {unknown or protocols}")
+    return protocols
+
+
+def _check_methods(methods: Sequence[str]) -> None:
     if not methods:
         raise ConfigError("--methods: expected at least one method name")
     from mmlab.methods import method_names
@@ -111,26 +177,104 @@ def compare(
     bad = [m for m in methods if m not in known]
     if bad:
         raise ConfigError(f"--methods: unknown {bad}; expected some of {known}")
-    out = Path(out)
-    if (out / "results.csv").exists():
-        raise DataError(f"{out / 'results.csv'} exists: choose a new --out folder (results are never overwritten)")
-    data = _data(data)
+
+
+def compare_suite(
+    suite: Mapping[str, str | Sequence[str]] | None = None,
+    methods: Sequence[str] = COMPARISON_METHODS,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    out: str | Path = "comparison",
+    overrides: Iterable[str] = (),
+    device: str = "cpu",
+    preset: str | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> dict[str, list[Path]]:
+    """Compare ``methods`` on several datasets at once: ``suite`` maps a dataset name (or a
+    BYO ``.npz`` path) to its protocols; the default, `FULL_SUITE`, is the full comparison.
+
+    Every (dataset, seed, method) job goes to one pool of ``workers`` processes. Each dataset
+    gets ``out/<dataset>/results.csv`` and ``results.md`` with its runs under
+    ``out/<dataset>/runs/<method>/seed<k>/`` (resumable), and ``out/timing.csv`` lists the
+    seconds of every job and the wall time. Returns the written paths per dataset name.
+    """
+    suite = dict(FULL_SUITE if suite is None else suite)
+    if not suite:
+        raise ConfigError("suite: expected at least one dataset")
+    datasets = [_data(key) for key in suite]
+    names = [d.name for d in datasets]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"suite: dataset names {names} repeat; expected one entry per dataset")
+    entries = [(key, d, p, Path(out) / d.name) for key, d, p in zip(suite, datasets, suite.values())]
+    return _compare(entries, methods, seeds, Path(out), overrides, device, preset, workers, progress)
+
+
+def compare(
+    data: str | MMDataset,
+    methods: Sequence[str],
+    protocol: str | Sequence[str] = "patterns",
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    out: str | Path = "compare",
+    overrides: Iterable[str] = (),
+    device: str = "cpu",
+    preset: str | None = None,
+    progress: bool = True,
+    workers: int = 1,
+) -> list[Path]:
+    """Train every method for every seed and evaluate all of them on the same seeded test masks.
+
+    Writes ``out/results.csv`` (one row per dataset, method, protocol, condition, seed),
+    ``out/results.md`` (mean ± std over seeds) and ``out/timing.csv``; returns the results'
+    paths. ``workers > 1`` runs the (method, seed) jobs in parallel processes, one torch
+    thread each; the rows are the same as with one worker. Existing results are never
+    overwritten.
+    """
+    written = _compare([(data, _data(data), protocol, Path(out))], methods, seeds, Path(out), overrides, device, preset,
+                       workers, progress)
+    return next(iter(written.values()))
+
+
+def _compare(entries, methods, seeds, out: Path, overrides, device, preset, workers, progress) -> dict[str, list[Path]]:
+    """`compare` / `compare_suite`: ``entries`` are (name or dataset, dataset, protocols, folder)."""
+    from mmlab import evaluate as ev
+    from mmlab.data.synthetic import oracle_of
+
+    _check_methods(methods)
+    if not seeds:
+        raise ConfigError("--seeds: expected at least one seed")
+    plans = [(_check_protocols(protocols), folder) for _, _, protocols, folder in entries]
+    timing = out / "timing.csv"
+    for path in [*(folder / "results.csv" for _, folder in plans), timing]:
+        if path.exists():
+            raise DataError(f"{path} exists: choose a new --out folder (results are never overwritten)")
+    datasets = [data for _, data, _, _ in entries]
     routed = _split_overrides(overrides, methods)
-    rows: list[dict[str, Any]] = []
-    oracle = oracle_of(data) if "oracle" in data.info else None
+    jobs = [
+        # workers reload a named dataset rather than receive a pickled copy
+        _Job(entry if workers > 1 and isinstance(entry, str) else data, name, int(seed), folder / "runs" / name / f"seed{seed}",
+             tuple(routed[name]), tuple(protocols), device, preset, group)
+        for group, ((entry, data, _, _), (protocols, folder)) in enumerate(zip(entries, plans))
+        for seed in seeds for name in methods
+    ]
     started = time.time()
-    for seed in seeds:
-        for name in tqdm(methods, desc=f"seed {seed}", disable=not progress):
-            method = train_method(
-                name, data, out / "runs" / name / f"seed{seed}", routed[name], device, seed, preset, progress
-            )
-            rows += _evaluate_all(method, name, data, protocols, seed, device)
-        if oracle is not None:
-            rows += _evaluate_all(oracle, "bayes_oracle", data, [p for p in protocols if p != "generation"], seed, "cpu")
-    paths = list(ev.write_results(rows, out).values())
+    results = _execute(jobs, workers, progress)
+    written: dict[str, list[Path]] = {}
+    for group, (data, (protocols, folder)) in enumerate(zip(datasets, plans)):
+        rows = [r for job, (job_rows, _) in zip(jobs, results) if job.group == group for r in job_rows]
+        if "oracle" in data.info:
+            oracle, kept = oracle_of(data), [p for p in protocols if p != "generation"]
+            for seed in seeds:
+                rows += _evaluate_all(oracle, "bayes_oracle", data, kept, int(seed), "cpu")
+        written[data.name] = list(ev.write_results(rows, folder).values())
+    wall = time.time() - started
+    lines = ["dataset,method,seed,seconds"]
+    lines += [f"{datasets[job.group].name},{job.name},{job.seed},{secs:.1f}" for job, (_, secs) in zip(jobs, results)]
+    lines.append(f"all,all,all,{wall:.1f}")
+    atomic_write_text(timing, "\n".join(lines) + "\n")
     if progress:
-        print(f"compare: {len(methods)} method(s) x {len(seeds)} seed(s) in {time.time() - started:.0f} s")
-    return paths
+        print(f"compare: {len(methods)} method(s) x {len(seeds)} seed(s) x {len(entries)} dataset(s) in {wall:.0f} s "
+              f"wall ({sum(s for _, s in results):.0f} s of jobs, {workers} worker(s)); times in {timing}")
+    return written
 
 
 def _evaluate_all(method, name: str, data: MMDataset, protocols: Sequence[str], seed: int, device: str) -> list[dict]:
