@@ -62,7 +62,7 @@ class Predictor(Protocol):
 
 # ----------------------------------------------------------------- prediction
 def predict(
-    method: Predictor,
+    method: Predictor | Callable[[Any], torch.Tensor],
     data: MMDataset,
     masks: Masks | None = None,
     batch_size: int = 256,
@@ -73,6 +73,8 @@ def predict(
     progress: bool = False,
 ) -> np.ndarray:
     """(N, C) logits of ``method`` on every row of ``data`` under ``masks`` (None = complete input).
+
+    ``method`` is a `Predictor` or a plain logits function of an `MMBatch` (used by validation).
 
     Masks are applied batch by batch with the method's fill policy (``method.fill``; "mean"
     needs ``train``, a dataset whose train rows give the means; "noise" draws from a torch
@@ -86,7 +88,8 @@ def predict(
         raise DataError(f"masks: expected {len(data)} rows (one per sample of {data.name!r}), got {len(masks)}")
     if fill is None and masks is not None:
         fill = make_fill(getattr(method, "fill", "zero"), train)
-    gen = torch_generator(seed)
+    gen = torch_generator(seed, device)
+    logits_fn = method.predict_logits if hasattr(method, "predict_logits") else method
     module = method if isinstance(method, torch.nn.Module) else None
     was_training = module.training if module is not None else False
     out = []
@@ -100,7 +103,7 @@ def predict(
                 batch = data.batch(idx, device=device)
                 if masks is not None:
                     batch = mask_batch(batch, masks.take(idx), fill, generator=gen)
-                logits = method.predict_logits(batch.for_eval())
+                logits = logits_fn(batch.for_eval())
                 if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != len(idx):
                     shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
                     raise DataError(

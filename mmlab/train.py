@@ -166,54 +166,47 @@ def random_mask_batch(batch: MMBatch, generator: Any, fill: Any, rng: np.random.
 _EVAL_BATCH = contextvars.ContextVar("mmlab_eval_batch_size", default=256)
 
 
-@torch.no_grad()
-def validate_classifier(method: "Method", data: MMDataset, patterns: str = "full",
-                        batch_size: int | None = None, fill: Any = None) -> dict[str, float]:
-    """Default validation: accuracy (WA), macro_recall (UA), f1_weighted and CE loss of
-    ``method.predict_logits``.
+VALIDATE_ON = ("full", "six", "seven")
 
-    ``patterns="full"``: all modalities; ``"six"``: every non-empty proper subset of the
-    modalities (`mmlab.missing.all_patterns`), the inputs filled with ``method.fill``; the
-    metrics are averaged over the patterns. ``fill`` overrides ``method.fill`` (e.g. a
-    ``make_fill("mean", train=...)`` object).
-    Only valid-split rows are accepted.
+
+@torch.no_grad()
+def validate_classifier(method: "Method | Callable[[MMBatch], torch.Tensor]", data: MMDataset,
+                        patterns: str = "full", batch_size: int | None = None, fill: Any = None,
+                        device: str | torch.device | None = None) -> dict[str, float]:
+    """Valid-split accuracy (WA), macro_recall (UA), f1_weighted and CE loss, averaged over
+    availability conditions: the one validation every classifier stage uses.
+
+    ``method``: a `Method` (its ``predict_logits`` and ``fill``) or a logits function of an
+    `MMBatch` (e.g. MMIN's teacher). ``patterns``: "full" (complete input), "six" (every
+    non-empty proper subset of the modalities, `mmlab.missing.all_patterns`; MMIN's selection)
+    or "seven" (full + six). ``fill`` overrides ``method.fill`` (a policy name or object, e.g.
+    ``make_fill("mean", train=...)``). Logits come from `mmlab.evaluate.predict`, the loop the
+    test protocols use. Only valid-split rows are accepted: model selection never sees test.
     """
+    from mmlab.evaluate import predict
+    from mmlab.missing import FixedPattern, all_patterns, draw_masks, make_fill, pad_masks
+
     if len(data) == 0 or set(np.unique(data.split)) != {"valid"}:
         raise DataError(f"validate_classifier: expected rows of the 'valid' split only, got splits {sorted(set(data.split))}")
-    if patterns not in ("full", "six"):
-        raise ConfigError(f"validate_classifier: patterns expected 'full' or 'six', got {patterns!r}")
-    bs = batch_size or _EVAL_BATCH.get()
-    param = next(method.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    conds = [None]
-    if patterns == "six":
-        from mmlab.missing import all_patterns
-
-        conds = [p.available for p in all_patterns(data.modalities)]
+    if patterns not in VALIDATE_ON:
+        raise ConfigError(f"validate_classifier: patterns expected one of {list(VALIDATE_ON)}, got {patterns!r}")
+    if device is None:
+        owner = method if isinstance(method, nn.Module) else getattr(method, "__self__", None)
+        param = next(owner.parameters(), None) if isinstance(owner, nn.Module) else None
+        device = param.device if param is not None else torch.device("cpu")
+    fill = getattr(method, "fill", "zero") if fill is None else fill
+    fill = make_fill(fill) if isinstance(fill, str) else fill
+    six = [p.available for p in all_patterns(data.modalities)]
+    conds = {"full": [None], "six": six, "seven": [None, *six]}[patterns]
+    pad, y = pad_masks(data), torch.from_numpy(data.y.astype(np.int64))
     rows = []
     for cond in conds:
-        logits = []
-        for start in range(0, len(data), bs):
-            batch = data.batch(np.arange(start, min(start + bs, len(data))), device=device)
-            if cond is not None:
-                batch = _apply_pattern(batch, cond, method.fill if fill is None else fill)
-            logits.append(method.predict_logits(batch.for_eval()).float().cpu())
-        lg = torch.cat(logits)
-        y = torch.from_numpy(data.y.astype(np.int64))
+        masks = None if cond is None else draw_masks(FixedPattern(cond), pad, data.modalities, 0)
+        lg = torch.from_numpy(predict(method, data, masks, batch_size or _EVAL_BATCH.get(), device, fill=fill))
         pred, c = lg.argmax(1).numpy(), lg.shape[1]
         rows.append((metrics.accuracy(data.y, pred), metrics.macro_recall(data.y, pred, c),
                      metrics.f1_weighted(data.y, pred, c), float(nn.functional.cross_entropy(lg, y))))
     return dict(zip(("accuracy", "macro_recall", "f1_weighted", "loss"), map(float, np.mean(rows, 0))))
-
-
-def _apply_pattern(batch: MMBatch, available: tuple[str, ...], fill: Any) -> MMBatch:
-    from mmlab import missing
-
-    pad = {m: batch.pad_mask[m].cpu().numpy() for m in batch.modalities}
-    masks = missing.FixedPattern(available)(pad, batch.modalities, missing.make_rng(0))
-    fill = missing.make_fill(fill) if isinstance(fill, str) else fill
-    gen = torch.Generator(device=batch.device).manual_seed(0)  # noise fill needs one; fixed for validation
-    return missing.mask_batch(batch, masks, fill, generator=gen)
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -292,6 +292,24 @@ def test_stage_data_must_be_train_rows(tmp_path):
         validate_classifier(model, data.subset("test"))
 
 
+def test_validation_and_test_evaluation_share_one_prediction_loop():
+    """`validate_classifier` over "six"/"seven" is the mean of what `mmlab.evaluate.evaluate`
+    reports for the same patterns on the same rows, for a method and for a bare logits function."""
+    from mmlab.evaluate import evaluate, pattern_conditions
+
+    data = toy_data(90)
+    model = small_model(data).eval()
+    valid = data.subset("valid")
+    rows = evaluate(model, valid, split=None, conditions=pattern_conditions(data.modalities), seed=0)
+    acc = {r["condition"]: r["accuracy"] for r in rows}
+    six = [v for k, v in acc.items() if k not in ("full", "Average")]
+    assert validate_classifier(model, valid, "six")["accuracy"] == pytest.approx(np.mean(six))
+    assert validate_classifier(model, valid, "seven")["accuracy"] == pytest.approx(np.mean(six + [acc["full"]]))
+    assert validate_classifier(model.predict_logits, valid, "full")["accuracy"] == pytest.approx(acc["full"])
+    with pytest.raises(ConfigError, match="patterns"):
+        validate_classifier(model, valid, "all")
+
+
 # ----------------------------------------------------------------------------- errors
 @pytest.mark.parametrize("kwargs, name", [
     ({"epochs": -1}, "epochs"), ({"select_metric": "f2"}, "select_metric"), ({"lr": 0.0}, "lr"),

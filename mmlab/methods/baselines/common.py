@@ -1,5 +1,5 @@
 """Parts the baselines share: a bank of per-modality encoders, the cascaded residual
-autoencoder (Tran et al. 2017 / MMIN's ``ResidualAE``), and pattern-averaged validation.
+autoencoder (Tran et al. 2017 / MMIN's ``ResidualAE``) and argument checks.
 
 Sizes: the CPU defaults use 64-d utterance embeddings (MMIN: 128) so that every baseline
 trains in about a minute on the default `synthetic` dataset with 2 cores; each method's
@@ -8,21 +8,15 @@ trains in about a minute on the default `synthetic` dataset with 2 cores; each m
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
-from mmlab.errors import ConfigError, DataError
-from mmlab.metrics import accuracy, macro_recall
+from mmlab.errors import ConfigError
 from mmlab.nn.encoders import EncoderConfig, make_encoder
-from mmlab.train import TrainConfig
-
-VALIDATE_ON = ("six", "full", "seven")
+from mmlab.train import VALIDATE_ON, TrainConfig  # noqa: F401 - VALIDATE_ON re-exported for the configs
 
 
 def cpu_encoder() -> EncoderConfig:
@@ -117,50 +111,6 @@ class CascadedResidualAE(nn.Module):
 
 
 # --------------------------------------------------------------------------- masking and validation
-def apply_pattern(batch: MMBatch, available: Sequence[str], fill: Callable) -> MMBatch:
-    """The batch with only ``available`` modalities observed, the others filled by ``fill``."""
-    from mmlab.missing import Masks, mask_batch
-
-    row = np.array([m in available for m in batch.modalities])
-    avail = np.tile(row, (batch.size, 1))
-    obs = {m: batch.pad_mask[m].cpu().numpy() & row[j] for j, m in enumerate(batch.modalities)}
-    return mask_batch(batch, Masks(avail, obs), fill)
-
-
-@torch.no_grad()
-def validate_patterns(logits_fn: Callable[[MMBatch], torch.Tensor], valid: MMDataset, fill: Callable,
-                      on: str = "six", device: torch.device | str = "cpu", batch_size: int = 256) -> dict[str, float]:
-    """Valid-split accuracy, macro recall (UA) and CE averaged over availability conditions.
-
-    ``on``: "full" (complete input), "six" (the six non-empty proper subsets, MMIN's selection)
-    or "seven" (full + six). ``fill`` is a fill policy object (so train-mean fill works here).
-    Refuses rows of any other split: model selection never sees the test split.
-    """
-    if len(valid) == 0 or set(np.unique(valid.split)) != {"valid"}:
-        raise DataError(f"validate_patterns: expected rows of the 'valid' split only, got {sorted(set(valid.split))}")
-    check_choice("validate_patterns", "on", on, VALIDATE_ON)
-    from mmlab.missing import all_patterns
-
-    mods = valid.modalities
-    six = [p.available for p in all_patterns(mods)]
-    conds = {"full": [mods], "six": six, "seven": [mods, *six]}[on]
-    y = torch.from_numpy(valid.y.astype(np.int64))
-    rows = []
-    for cond in conds:
-        out = []
-        for start in range(0, len(valid), batch_size):
-            batch = valid.batch(np.arange(start, min(start + batch_size, len(valid))), device=device)
-            if len(cond) < len(mods):
-                batch = apply_pattern(batch, cond, fill)
-            out.append(logits_fn(batch.for_eval()).float().cpu())
-        lg = torch.cat(out)
-        pred = lg.argmax(1).numpy()
-        rows.append((accuracy(valid.y, pred), macro_recall(valid.y, pred, n_classes=valid.n_classes),
-                     float(F.cross_entropy(lg, y))))
-    acc, ua, loss = np.mean(rows, 0)
-    return {"accuracy": float(acc), "macro_recall": float(ua), "loss": float(loss)}
-
-
 def module_device(module: nn.Module) -> torch.device:
     param = next(module.parameters(), None)
     return param.device if param is not None else torch.device("cpu")

@@ -24,9 +24,9 @@ from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.methods.base import Method
 from mmlab.methods.baselines.common import (VALIDATE_ON, EncoderBank, check_choice, check_positive, check_unit,
-                                            cpu_encoder, cpu_train, module_device, validate_patterns)
+                                            cpu_encoder, cpu_train, module_device)
 from mmlab.nn.encoders import EncoderConfig, MLPHead
-from mmlab.train import Stage, TrainConfig, random_mask_batch
+from mmlab.train import Stage, TrainConfig, random_mask_batch, validate_classifier
 
 
 @dataclass
@@ -86,7 +86,7 @@ class FillFusion(Method):
             return F.cross_entropy(self.predict_logits(batch), batch.y), {}
 
         def validate() -> dict[str, float]:
-            return validate_patterns(self.predict_logits, valid, self.fill_policy, self.cfg.validate_on,
-                                     module_device(self))
+            return validate_classifier(self.predict_logits, valid, self.cfg.validate_on, fill=self.fill_policy,
+                                       device=module_device(self))
 
         return [Stage("fusion", [self], loss, validate, config=self.cfg.train)]

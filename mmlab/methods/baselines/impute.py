@@ -30,10 +30,9 @@ from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError
 from mmlab.methods.base import Method
 from mmlab.methods.baselines.common import (VALIDATE_ON, AEBlock, CascadedResidualAE, EncoderBank, check_choice,
-                                            check_positive, check_unit, cpu_encoder, cpu_train, module_device,
-                                            validate_patterns)
+                                            check_positive, check_unit, cpu_encoder, cpu_train, module_device)
 from mmlab.nn.encoders import EncoderConfig, MLPHead
-from mmlab.train import Stage, TrainConfig, random_mask_batch
+from mmlab.train import Stage, TrainConfig, random_mask_batch, validate_classifier
 
 
 @dataclass
@@ -126,8 +125,8 @@ class ImputeClassify(Method):
 
         return [
             Stage("encoders", [self.encoders, self.head], pretrain_loss,
-                  lambda: validate_patterns(self.full_logits, valid, zero, "full", dev), config=self.cfg.pretrain),
+                  lambda: validate_classifier(self.full_logits, valid, "full", fill=zero, device=dev), config=self.cfg.pretrain),
             Stage("impute", [self.imputer, self.head], impute_loss,
-                  lambda: validate_patterns(self.predict_logits, valid, zero, self.cfg.validate_on, dev),
+                  lambda: validate_classifier(self.predict_logits, valid, self.cfg.validate_on, fill=zero, device=dev),
                   config=self.cfg.train),
         ]

@@ -34,9 +34,9 @@ from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError
 from mmlab.methods.base import Method
 from mmlab.methods.baselines.common import (VALIDATE_ON, CascadedResidualAE, EncoderBank, check_choice, check_positive,
-                                            check_unit, cpu_encoder, cpu_train, module_device, validate_patterns)
+                                            check_unit, cpu_encoder, cpu_train, module_device)
 from mmlab.nn.encoders import EncoderConfig, MLPHead
-from mmlab.train import Stage, TrainConfig, random_mask_batch
+from mmlab.train import Stage, TrainConfig, random_mask_batch, validate_classifier
 
 
 @dataclass
@@ -138,8 +138,8 @@ class MMIN(Method):
         student = [self.encoders, self.imagine, self.classifier] + ([] if cfg.share_cycle else [self.imagine_back])
         return [
             Stage("utt_fusion", [self.teacher, self.teacher_head], teacher_loss,
-                  lambda: validate_patterns(self.teacher_logits, valid, zero, "full", dev),
+                  lambda: validate_classifier(self.teacher_logits, valid, "full", fill=zero, device=dev),
                   config=cfg.pretrain, on_end=init_student),
             Stage("mmin", student, mmin_loss,
-                  lambda: validate_patterns(self.predict_logits, valid, zero, cfg.validate_on, dev), config=cfg.train),
+                  lambda: validate_classifier(self.predict_logits, valid, cfg.validate_on, fill=zero, device=dev), config=cfg.train),
         ]
