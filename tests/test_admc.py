@@ -1,7 +1,6 @@
 """ADMC (spec §1): stages and freezing, MMCR keeps available features, routing, MMER, Table 4,
 ablations, resume through the Trainer, the paper preset. Tiny sizes so the file runs in seconds."""
 
-import shutil
 import warnings
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 from mmlab.data.synthetic import make_synthetic
 from mmlab.errors import ConfigError, DataError
 from mmlab.methods import make_method, method_names
-from mmlab.methods.admc import ADMC, ADMCConfig, pattern_key
+from mmlab.methods.admc import pattern_key
 from mmlab.missing import FixedPattern, all_patterns, make_fill, make_rng, mask_batch
 from mmlab.nn.attention import AttentionDenoiser, DenoiserConfig, FusionConfig, ModalityTokenTransformer
 from mmlab.train import Trainer, TrainConfig, load_checkpoint

@@ -44,7 +44,6 @@ def test_compare_runs_on_a_bring_your_own_file(tmp_path, capsys):
     """`mmlab compare --data FILE.npz` trains and evaluates on the user's own features."""
     import csv
 
-    import numpy as np
     import torch
 
     from mmlab.data.byo import write_npz

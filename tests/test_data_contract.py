@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmlab.data import MMBatch, collate, from_arrays, load_dataset, stratified_split
+from mmlab.data import collate, from_arrays, load_dataset, stratified_split
 from mmlab.errors import DataError, UnknownDatasetError
 
 

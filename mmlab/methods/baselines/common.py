@@ -16,7 +16,7 @@ from torch import nn
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError
 from mmlab.nn.encoders import EncoderConfig, make_encoder
-from mmlab.train import VALIDATE_ON, TrainConfig  # noqa: F401 - VALIDATE_ON re-exported for the configs
+from mmlab.train import TrainConfig
 
 
 def cpu_encoder() -> EncoderConfig:

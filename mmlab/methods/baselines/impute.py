@@ -29,10 +29,10 @@ from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError
 from mmlab.methods.base import Method
-from mmlab.methods.baselines.common import (VALIDATE_ON, AEBlock, CascadedResidualAE, EncoderBank, check_choice,
+from mmlab.methods.baselines.common import (AEBlock, CascadedResidualAE, EncoderBank, check_choice,
                                             check_positive, check_unit, cpu_encoder, cpu_train, module_device)
 from mmlab.nn.encoders import EncoderConfig, MLPHead
-from mmlab.train import Stage, TrainConfig, random_mask_batch, validate_classifier
+from mmlab.train import VALIDATE_ON, Stage, TrainConfig, random_mask_batch, validate_classifier
 
 
 @dataclass
