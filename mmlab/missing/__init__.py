@@ -1,0 +1,62 @@
+"""Missingness generators and fill policies (papers/spec.md §1.5, §2.5, §3.4, §4.1 items 2-3, §4.4).
+
+Missingness is applied *outside* the model, in two separate steps:
+
+1. a **generator** draws `Masks` from padding masks only (never from features), with an explicit
+   ``np.random.Generator``, so the same seeded test masks can be drawn once for a whole split
+   and reused for every compared method;
+2. a **fill policy** (`ZeroFill`, `MeanFill`, `NoiseFill`, `TokenFill`) writes placeholder values
+   at the unobserved real frames. `mask_batch` does both halves on an `MMBatch` and keeps the
+   complete features in ``batch.complete``.
+
+Conventions: braces name the AVAILABLE modalities (``{T}`` = only text present, §4.4).
+Modality-level protocols (FixedPattern, RandomPattern, RateModalityDrop, RMM, CPMViewMissing)
+set ``obs[m] = pad[m] & avail[:, j]``; frame-level ones (TraditionalRMFM, RMFM, TMFM, STMFM, SMM)
+set ``avail[:, j] = obs[m].any(1)``. ``protect_edges`` names modalities whose first and last
+real frame (CIDer's [CLS]/[SEP], §3.4) are never dropped; those frames are left out of the pool
+that rates and counts refer to, and ``avail`` then reports whether any *content* frame survived.
+
+Layout: `masks` (Masks, RNGs, padding masks), `modality` (whole-modality generators), `frames`
+(frame-level generators), `protocols` (generators by name), `fill` (fill policies, `mask_batch`).
+Import from ``mmlab.missing``.
+"""
+
+from __future__ import annotations
+
+from mmlab.missing.masks import Pad, Masks, make_rng, draw_masks, pad_masks, pattern_name
+from mmlab.missing.modality import Full, FixedPattern, all_patterns, RandomPattern, RateModalityDrop, RMM, CPMViewMissing
+from mmlab.missing.frames import TraditionalRMFM, SMM, RMFM_MODES, RMFM_TRAIN_SAMPLERS, RMFM, TMFM, STMFM
+from mmlab.missing.protocols import PROTOCOLS, make_protocol
+from mmlab.missing.fill import ZeroFill, MeanFill, NoiseFill, TokenFill, FILLS, make_fill, mask_batch
+
+__all__ = [
+    "Pad",
+    "Masks",
+    "make_rng",
+    "draw_masks",
+    "pad_masks",
+    "pattern_name",
+    "Full",
+    "FixedPattern",
+    "all_patterns",
+    "RandomPattern",
+    "RateModalityDrop",
+    "RMM",
+    "CPMViewMissing",
+    "TraditionalRMFM",
+    "SMM",
+    "RMFM_MODES",
+    "RMFM_TRAIN_SAMPLERS",
+    "RMFM",
+    "TMFM",
+    "STMFM",
+    "PROTOCOLS",
+    "make_protocol",
+    "ZeroFill",
+    "MeanFill",
+    "NoiseFill",
+    "TokenFill",
+    "FILLS",
+    "make_fill",
+    "mask_batch",
+]
