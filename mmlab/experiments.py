@@ -5,6 +5,12 @@
 under the requested protocols with masks drawn from that seed, the same masks for every
 method. On `synthetic` the Bayes oracle is evaluated on the same masks as one more row
 (``method = bayes_oracle``). Model selection inside training reads the validation split only.
+
+`compare_suite` does the same for several datasets at once; ``compare_suite()`` with its
+defaults is the full comparison (`FULL_SUITE`: every method in `COMPARISON_METHODS`, seeds
+1111-1115, `synthetic` and `handwritten`), what ``mmlab compare --suite full`` runs. With
+``workers > 1`` the (dataset, method, seed) jobs run in spawned processes, one torch thread
+each, and the rows come back in job order, identical to a one-process run.
 """
 
 from __future__ import annotations
