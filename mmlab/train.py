@@ -75,8 +75,11 @@ class TrainConfig:
     ``select_metric``: "macro_recall" (UA), "accuracy" (WA) or "loss" (lower is better).
     ``lr_schedule``: "constant" or "mmin_linear" (constant for niter = epochs // 2 epochs, then
     linear decay, spec §1.4 [rec]). ``patience`` 0 turns early stopping off; ``grad_clip`` 0 is
-    off. ``seed``, ``device`` and ``progress`` are run-level: the Trainer's values win over a
-    stage's own config.
+    off. ``checkpoint_seconds``: ``last.pt`` is written after an epoch once this many seconds
+    have passed since the last write (0 = every epoch) and always when a stage ends, so a crash
+    loses at most that much training; a paper-size ADMC checkpoint is 0.3 GB, so writing one
+    every epoch dominated its training. ``seed``, ``device``, ``progress`` and
+    ``checkpoint_seconds`` are run-level: the Trainer's values win over a stage's own config.
     """
 
     epochs: int = 30
@@ -91,6 +94,7 @@ class TrainConfig:
     device: str = "cpu"
     progress: bool = True
     eval_batch_size: int = 256
+    checkpoint_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         def need(name: str, ok: bool, what: str) -> None:
@@ -111,6 +115,8 @@ class TrainConfig:
              f"one of {list(HIGHER_IS_BETTER + LOWER_IS_BETTER)}")
         need("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {list(LR_SCHEDULES)}")
         need("progress", isinstance(self.progress, bool), "true/false")
+        need("checkpoint_seconds", is_num(self.checkpoint_seconds) and self.checkpoint_seconds >= 0,
+             "a non-negative number of seconds (0 = every epoch)")
 
     def lr_factor(self, epoch: int) -> float:
         """LR multiplier for 0-based ``epoch`` (MMIN: 1 - max(0, e + 1 - niter) / (niter_decay + 1))."""
@@ -246,13 +252,17 @@ def _set_rng_states(s: dict[str, Any]) -> None:
     random.setstate((s["python"][0], tuple(s["python"][1]), s["python"][2]))
 
 
+RESUME_MAY_CHANGE = ("progress", "checkpoint_seconds")
+
+
 def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    """config.json without the fields a resume may change (``progress``, the mmlab version)."""
+    """config.json without the fields a resume may change (``progress``, ``checkpoint_seconds``,
+    the mmlab version)."""
     out = json.loads(json.dumps(cfg))
     out.pop("mmlab_version", None)
-    out.get("train", {}).pop("progress", None)
-    for s in out.get("stages", {}).values():
-        s.pop("progress", None)
+    for part in [out.get("train", {}), *out.get("stages", {}).values()]:
+        for key in RESUME_MAY_CHANGE:
+            part.pop(key, None)
     return out
 
 
@@ -326,9 +336,11 @@ class Trainer:
         return results
 
     def stage_config(self, stage: Stage) -> TrainConfig:
-        """The stage's config with the run-level fields (seed, device, progress) of the Trainer."""
+        """The stage's config with the run-level fields (seed, device, progress, checkpoint_seconds)
+        of the Trainer."""
         c = self.config
-        return replace(stage.config or c, seed=c.seed, device=c.device, progress=c.progress)
+        return replace(stage.config or c, seed=c.seed, device=c.device, progress=c.progress,
+                       checkpoint_seconds=c.checkpoint_seconds)
 
     # ------------------------------------------------------------------ config.json
     def _resolved_config(self, stages: list[Stage]) -> dict[str, Any]:
@@ -367,6 +379,15 @@ class Trainer:
             for k, v in values.items():
                 w.writerow([now, stage, epoch, split, k, repr(float(v))])
             fh.flush()
+
+    def _logged_epochs(self, stage: str) -> int:
+        """The last epoch of ``stage`` that metrics.csv holds (0 when none)."""
+        path = self.out_dir / "metrics.csv"
+        if not path.exists():
+            return 0
+        with open(path, newline="") as fh:
+            epochs = [int(r["epoch"]) for r in csv.DictReader(fh) if r.get("stage") == stage]
+        return max(epochs, default=0)
 
     # ------------------------------------------------------------------ one stage
     def _freeze(self, stage: Stage) -> tuple[list[nn.Parameter], dict[int, bool]]:
@@ -427,6 +448,10 @@ class Trainer:
             st.best_state = _clone_state(self.method)
         ck_dir.mkdir(parents=True, exist_ok=True)
         higher = cfg.select_metric in HIGHER_IS_BETTER
+        # epochs past the checkpoint that a crashed run already logged: training is deterministic,
+        # so they are recomputed identically and not logged twice (metrics.csv stays append-only)
+        logged = self._logged_epochs(stage.name)
+        saved_at = -math.inf  # the first epoch of a (resumed) stage always writes last.pt
         token = _EVAL_BATCH.set(cfg.eval_batch_size)
         bar = tqdm(total=cfg.epochs, initial=st.epoch, desc=stage.name, disable=not cfg.progress)
         try:
@@ -438,13 +463,14 @@ class Trainer:
                 if st.best_metric is None or (m > st.best_metric if higher else m < st.best_metric):
                     st.best_metric, st.best_epoch, st.best_val, st.bad_epochs = m, st.epoch, val, 0
                     st.best_state = _clone_state(self.method)
-                    save_checkpoint(best, {"mmlab_version": mmlab.__version__, "stage": stage.name, "epoch": st.epoch,
-                                           "model": st.best_state, "best_metric": m, "val": val, "config": to_dict(cfg)})
                 else:
                     st.bad_epochs += 1
-                self._log(stage.name, st.epoch, "train", train_logs)
-                self._log(stage.name, st.epoch, "valid", val)
-                save_checkpoint(last, self._checkpoint(i, stage, cfg, st, opt))
+                if st.epoch > logged:
+                    self._log(stage.name, st.epoch, "train", train_logs)
+                    self._log(stage.name, st.epoch, "valid", val)
+                if time.monotonic() - saved_at >= cfg.checkpoint_seconds:
+                    save_checkpoint(last, self._checkpoint(i, stage, cfg, st, opt))
+                    saved_at = time.monotonic()
                 bar.set_postfix({"loss": f"{train_logs['loss']:.4f}", cfg.select_metric: f"{m:.4f}"}, refresh=False)
                 bar.update(1)
                 if self.on_epoch_end is not None:
@@ -456,9 +482,10 @@ class Trainer:
                 p.requires_grad_(flags[id(p)])
         self.method.load_state_dict(st.best_state)
         st.done = True
-        if not best.exists():  # epochs == 0: the initial state is the best
-            save_checkpoint(best, {"mmlab_version": mmlab.__version__, "stage": stage.name, "epoch": 0,
-                                   "model": st.best_state, "best_metric": None, "val": {}, "config": to_dict(cfg)})
+        # best.pt once per stage (the best state so far also travels in every last.pt)
+        save_checkpoint(best, {"mmlab_version": mmlab.__version__, "stage": stage.name, "epoch": st.best_epoch or 0,
+                               "model": st.best_state, "best_metric": st.best_metric, "val": st.best_val,
+                               "config": to_dict(cfg)})
         save_checkpoint(last, self._checkpoint(i, stage, cfg, st, opt))
         self._end_stage(i, stage)
         return st.summary()

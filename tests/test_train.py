@@ -196,9 +196,14 @@ def uninterrupted(tmp_path_factory):
     return data, res, state(model), csv_rows(out / "metrics.csv")
 
 
+@pytest.mark.parametrize("seconds", [0.0, 1e9], ids=["checkpoint-every-epoch", "checkpoint-first-epoch-only"])
 @pytest.mark.parametrize("kill_at", [("fusion", 2), ("fusion", 4), ("heads", 1)])
-def test_resume_is_bit_identical(tmp_path, uninterrupted, kill_at):
+def test_resume_is_bit_identical(tmp_path, uninterrupted, kill_at, seconds):
+    """Kill after an epoch, resume with another init: the same weights and the same metrics.csv,
+    whether last.pt was written every epoch or (``checkpoint_seconds`` not yet reached) only
+    after the stage's first epoch; epochs recomputed after the checkpoint are not logged twice."""
     data, res_full, state_full, rows_full = uninterrupted
+    run = TrainConfig(progress=False, checkpoint_seconds=seconds)
 
     def killer(stage, epoch, metrics):
         if (stage, epoch) == kill_at:
@@ -206,12 +211,14 @@ def test_resume_is_bit_identical(tmp_path, uninterrupted, kill_at):
 
     torch.manual_seed(0)  # the same init as the uninterrupted run
     with pytest.raises(Crash):
-        Trainer(TwoStage(SMALL, data), data, tmp_path, QUIET, on_epoch_end=killer).fit()
+        Trainer(TwoStage(SMALL, data), data, tmp_path, run, on_epoch_end=killer).fit()
     before = (tmp_path / "metrics.csv").read_text()
+    last = load_checkpoint(tmp_path / "checkpoints" / kill_at[0] / "last.pt")
+    assert last["epoch"] == (kill_at[1] if seconds == 0 else 1) and not last["done"]
 
     torch.manual_seed(123)  # a different init and global RNG state: everything must come from the checkpoints
     model = TwoStage(SMALL, data)
-    res = Trainer(model, data, tmp_path, QUIET).fit()
+    res = Trainer(model, data, tmp_path, run).fit()
 
     assert res == res_full
     resumed = state(model)
