@@ -74,8 +74,9 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 def cmd_train(args: argparse.Namespace, extra: list[str]) -> int:
     from mmlab.experiments import train_method
 
-    out = train_method(args.method, args.data, args.out, overrides=extra, device=args.device, seed=args.seed, preset=args.preset)
-    print(f"trained {args.method} into {out}")
+    train_method(args.method, args.data, args.out, overrides=extra, device=args.device, seed=args.seed, preset=args.preset,
+                 checkpoint_seconds=args.checkpoint_seconds)
+    print(f"trained {args.method} into {args.out}")
     return 0
 
 
@@ -86,7 +87,7 @@ def cmd_compare(args: argparse.Namespace, extra: list[str]) -> int:
     seeds = [int(s) for s in str(args.seeds).split(",") if s]
     methods = [m for m in args.methods.split(",") if m] if args.methods else list(COMPARISON_METHODS)
     common = dict(methods=methods, seeds=seeds, out=args.out, overrides=extra, device=args.device,
-                  preset=args.preset, workers=args.workers)
+                  preset=args.preset, workers=args.workers, checkpoint_seconds=args.checkpoint_seconds)
     if args.suite:
         if args.data or args.protocol:
             raise ConfigError("--suite full fixes the datasets and protocols: drop --data / --protocol")
@@ -151,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     common.add_argument("--preset", default=None, help="method size preset (e.g. paper)")
+    common.add_argument("--checkpoint-seconds", type=float, default=30.0,
+                        help="write last.pt at most this often (0 = every epoch; default 30)")
 
     tr = sub.add_parser("train", parents=[common], help="train one method (resumable); extra --a.b=v override its config")
     tr.add_argument("method")

@@ -57,10 +57,10 @@ def train_method(
     seed: int = 1111,
     preset: str | None = None,
     progress: bool = True,
+    checkpoint_seconds: float = 30.0,
 ):
-    """Build method ``name`` for ``data`` and train all its stages into ``out`` (resumable).
-
-    Returns the trained method.
+    """Build method ``name`` for ``data`` and train all its stages into ``out`` (resumable;
+    ``last.pt`` at most every ``checkpoint_seconds``, `TrainConfig`). Returns the trained method.
     """
     from mmlab.methods import make_method
     from mmlab.train import TrainConfig, Trainer
@@ -69,7 +69,8 @@ def train_method(
     data = _data(data)
     seed_everything(seed)
     method = make_method(name, data, list(overrides), preset=preset)
-    Trainer(method, data, out, TrainConfig(seed=seed, device=device, progress=progress)).fit()
+    Trainer(method, data, out, TrainConfig(seed=seed, device=device, progress=progress,
+                                                   checkpoint_seconds=checkpoint_seconds)).fit()
     return method
 
 
@@ -115,6 +116,7 @@ class _Job:
     device: str
     preset: str | None
     group: int = 0  # index of the dataset in the suite
+    checkpoint_seconds: float = 30.0
 
 
 def _run_job(job: _Job, progress: bool = False, threads: int | None = None) -> tuple[list[dict], float]:
@@ -125,7 +127,8 @@ def _run_job(job: _Job, progress: bool = False, threads: int | None = None) -> t
         torch.set_num_threads(threads)
     started = time.time()
     data = _cached_data(job.data) if isinstance(job.data, str) else job.data
-    method = train_method(job.name, data, job.run_dir, job.overrides, job.device, job.seed, job.preset, progress)
+    method = train_method(job.name, data, job.run_dir, job.overrides, job.device, job.seed, job.preset, progress,
+                          job.checkpoint_seconds)
     rows = _evaluate_all(method, job.name, data, job.protocols, job.seed, job.device)
     return rows, time.time() - started
 
@@ -195,6 +198,7 @@ def compare_suite(
     preset: str | None = None,
     workers: int = 1,
     progress: bool = True,
+    checkpoint_seconds: float = 30.0,
 ) -> dict[str, list[Path]]:
     """Compare ``methods`` on several datasets at once: ``suite`` maps a dataset name (or a
     BYO ``.npz`` path) to its protocols; the default, `FULL_SUITE`, is the full comparison.
@@ -212,7 +216,8 @@ def compare_suite(
     if len(set(names)) != len(names):
         raise ConfigError(f"suite: dataset names {names} repeat; expected one entry per dataset")
     entries = [(key, d, p, Path(out) / d.name) for key, d, p in zip(suite, datasets, suite.values())]
-    return _compare(entries, methods, seeds, Path(out), overrides, device, preset, workers, progress)
+    return _compare(entries, methods, seeds, Path(out), overrides, device, preset, workers, progress,
+                    checkpoint_seconds)
 
 
 def compare(
@@ -226,6 +231,7 @@ def compare(
     preset: str | None = None,
     progress: bool = True,
     workers: int = 1,
+    checkpoint_seconds: float = 30.0,
 ) -> list[Path]:
     """Train every method for every seed and evaluate all of them on the same seeded test masks.
 
@@ -236,11 +242,12 @@ def compare(
     overwritten.
     """
     written = _compare([(data, _data(data), protocol, Path(out))], methods, seeds, Path(out), overrides, device, preset,
-                       workers, progress)
+                       workers, progress, checkpoint_seconds)
     return next(iter(written.values()))
 
 
-def _compare(entries, methods, seeds, out: Path, overrides, device, preset, workers, progress) -> dict[str, list[Path]]:
+def _compare(entries, methods, seeds, out: Path, overrides, device, preset, workers, progress,
+             checkpoint_seconds: float = 30.0) -> dict[str, list[Path]]:
     """`compare` / `compare_suite`: ``entries`` are (name or dataset, dataset, protocols, folder)."""
     from mmlab import evaluate as ev
     from mmlab.data.synthetic import oracle_of
@@ -258,7 +265,7 @@ def _compare(entries, methods, seeds, out: Path, overrides, device, preset, work
     jobs = [
         # workers reload a named dataset rather than receive a pickled copy
         _Job(entry if workers > 1 and isinstance(entry, str) else data, name, int(seed), folder / "runs" / name / f"seed{seed}",
-             tuple(routed[name]), tuple(protocols), device, preset, group)
+             tuple(routed[name]), tuple(protocols), device, preset, group, checkpoint_seconds)
         for group, ((entry, data, _, _), (protocols, folder)) in enumerate(zip(entries, plans))
         for seed in seeds for name in methods
     ]

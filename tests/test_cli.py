@@ -64,3 +64,16 @@ def test_compare_runs_on_a_bring_your_own_file(tmp_path, capsys):
     # results are never overwritten
     assert main(["compare", "--data", str(path), "--methods", "reference", "--out", str(out), "--train.epochs=1"]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_train_prints_the_run_folder_and_checks_checkpoint_seconds(tmp_path, capsys):
+    import torch
+
+    torch.set_num_threads(1)
+    out = tmp_path / "r"
+    rc = main(["train", "reference", "--data", "synthetic", "--out", str(out), "--checkpoint-seconds", "0",
+               "--train.epochs=1"])
+    assert rc == 0 and capsys.readouterr().out.strip() == f"trained reference into {out}"
+    assert (out / "checkpoints" / "fusion" / "last.pt").exists()
+    rc = main(["train", "reference", "--data", "synthetic", "--out", str(tmp_path / "bad"), "--checkpoint-seconds", "-1"])
+    assert rc == 2 and "checkpoint_seconds" in capsys.readouterr().err
