@@ -17,12 +17,15 @@ Layout of ``out_dir``::
 
     config.json                       resolved config, written once
     metrics.csv                       time,stage,epoch,split,metric,value (append-only)
-    checkpoints/<stage>/last.pt       every epoch; ``done: True`` once the stage has finished
-    checkpoints/<stage>/best.pt       the best state so far
+    checkpoints/<stage>/last.pt       after the stage's first epoch, then at most every
+                                      ``checkpoint_seconds`` (default 30), and at its end
+                                      (``done: True``); it holds the best state so far too
+    checkpoints/<stage>/best.pt       the stage's best state, written when the stage ends
 
 Checkpoints are plain dicts loadable with ``torch.load(path, weights_only=True)``. Calling
 `Trainer.fit` again on the same ``out_dir`` resumes: finished stages are skipped (their best
-state is loaded and ``on_end`` re-run), an unfinished stage continues from its ``last.pt``.
+state is loaded and ``on_end`` re-run), an unfinished stage continues from its ``last.pt``;
+epochs it recomputes were already in metrics.csv and are not written twice.
 
 The Trainer never reads the test split: the method's ``stages`` receive the dataset without
 its test rows.
