@@ -9,6 +9,7 @@ All scores are fractions in [0, 1] (tables multiply by 100).
 | `f1_weighted` | ADMC Table 3 F1 (TATE / MMSA practice) |
 | `acc2_non0`, `f1_non0`, `acc7` | CIDer Acc2, F1, Acc7 (spec §3.5) |
 | `mae`, `pearson_corr`, `acc7_from_regression`, `acc2_from_regression` | MMSA regression metrics |
+| `regression_report` | MMSA / CIDer MAE, Corr, Has0/Non0 Acc2 and F1, Acc7 in one dict |
 | `auilc` | CIDer Eq. 31 |
 | `admc_literal_wa` | ADMC Eq. 7 as printed, documentation only |
 """
@@ -249,6 +250,29 @@ def acc2_from_regression(y_true: ArrayLike, y_pred: ArrayLike, exclude_zero: boo
             raise DataError("y_true: every score is 0; Acc2 (non-0) needs non-zero scores")
         return float(np.mean((t[keep] > 0) == (p[keep] > 0)))
     return float(np.mean((t >= 0) == (p >= 0)))
+
+
+def regression_report(y_reg_true: ArrayLike, y_reg_pred: ArrayLike) -> dict[str, float]:
+    """The MMSA ``eval_mosi_regression`` metrics that CIDer reports for MOSI / MOSEI (spec §3.5).
+
+    ``mae``, ``corr`` (Pearson); ``acc2_has0`` / ``f1_has0`` ("Has0_acc_2", "Has0_F1_score":
+    all samples, non-negative vs negative); ``acc2_non0`` / ``f1_non0`` ("Non0_acc_2",
+    "Non0_F1_score": samples with y_true != 0, positive vs negative; NaN when every y_true is 0);
+    ``acc7`` ("Mult_acc_7": round(clip(·, −3, 3))). F1 is the support-weighted binary F1.
+    """
+    t, p = _real_pair(y_reg_true, y_reg_pred)
+    keep = t != 0
+    out = {
+        "mae": mae(t, p),
+        "corr": pearson_corr(t, p),
+        "acc2_has0": acc2_from_regression(t, p, exclude_zero=False),
+        "f1_has0": f1_weighted((t >= 0).astype(np.int64), (p >= 0).astype(np.int64), 2),
+        "acc2_non0": acc2_from_regression(t, p, exclude_zero=True) if keep.any() else float("nan"),
+        "f1_non0": f1_weighted((t[keep] > 0).astype(np.int64), (p[keep] > 0).astype(np.int64), 2)
+        if keep.any() else float("nan"),
+        "acc7": acc7_from_regression(t, p),
+    }
+    return out
 
 
 # ----------------------------------------------------------------- AUILC (CIDer Eq. 31)

@@ -136,6 +136,25 @@ def test_regression_metrics():
     assert np.isnan(M.pearson_corr([1.0, 1.0, 1.0], [0.0, 1.0, 2.0]))
 
 
+def test_regression_report_hand_computed():
+    t = np.array([-2.6, -0.4, 0.0, 0.5, 1.5, 3.4])
+    p = np.array([-3.2, 0.3, 0.2, 2.6, 1.2, 2.4])
+    r = M.regression_report(t, p)
+    assert set(r) == {"mae", "corr", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7"}
+    assert r["mae"] == pytest.approx(4.9 / 6) and r["corr"] == pytest.approx(np.corrcoef(t, p)[0, 1])
+    assert r["acc7"] == pytest.approx(0.5)
+    # has-0: truth 0 0 1 1 1 1, pred 0 1 1 1 1 1 -> F1(class 0) = 2/3 (support 2), F1(1) = 8/9 (support 4)
+    assert r["acc2_has0"] == pytest.approx(5 / 6) and r["f1_has0"] == pytest.approx((2 * 2 / 3 + 4 * 8 / 9) / 6)
+    # non-0: truth 0 0 1 1 1, pred 0 1 1 1 1 -> F1(0) = 2/3 (support 2), F1(1) = 6/7 (support 3)
+    assert r["acc2_non0"] == pytest.approx(0.8) and r["f1_non0"] == pytest.approx((2 * 2 / 3 + 3 * 6 / 7) / 5)
+    zero = M.regression_report([0.0, 0.0], [0.5, -0.5])
+    assert np.isnan(zero["acc2_non0"]) and np.isnan(zero["f1_non0"]) and zero["acc2_has0"] == 0.5
+    perfect = M.regression_report([-1.0, 2.0, 0.0], [-1.0, 2.0, 0.0])
+    assert perfect["mae"] == 0 and perfect["acc7"] == 1 and perfect["f1_non0"] == 1 and perfect["corr"] == pytest.approx(1)
+    with pytest.raises(DataError, match="NaN"):
+        M.regression_report([0.0, 1.0], [np.inf, 1.0])
+
+
 def test_auilc_trapezoid():
     # rates 0, .5, 1 ; values 1, .5, 0 -> .5*(1+.5)*.5 + .5*(.5+0)*.5 = .375 + .125 = .5
     assert M.auilc([1.0, 0.5, 0.0], [0.0, 0.5, 1.0]) == pytest.approx(0.5)

@@ -2,7 +2,9 @@
 
 A batch carries named modalities, any number of them. For modality ``m``:
 
-- ``feats[m]``     (B, T_m, D_m) float32; an utterance-level vector is T_m = 1;
+- ``feats[m]``     (B, T_m, D_m) float32; an utterance-level vector is T_m = 1; a token
+  modality (`MMBatch.token_modalities`) holds bert-base-uncased ids (B, T_m) int64 instead
+  ([CLS] first, [SEP] last real, [PAD] = 0 after; `mmlab.data.tokens`);
 - ``pad_mask[m]``  (B, T_m) bool, True = real frame (False = padding);
 - ``obs_mask[m]``  (B, T_m) bool, True = observed after missingness (never True on padding);
 - ``avail``        (B, M) bool, True = modality m (column order = ``modalities``) is present;
@@ -22,6 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from mmlab.data.tokens import PAD_ID, VOCAB_SIZE
 from mmlab.errors import DataError
 
 
@@ -50,6 +53,11 @@ class MMBatch:
     @property
     def device(self) -> torch.device:
         return self.y.device
+
+    @property
+    def token_modalities(self) -> tuple[str, ...]:
+        """The modalities whose ``feats`` are integer token ids (B, T) rather than (B, T, D)."""
+        return tuple(m for m in self.modalities if not torch.is_floating_point(self.feats[m]))
 
     def avail_of(self, modality: str) -> torch.Tensor:
         """(B,) bool availability of one modality."""
@@ -110,7 +118,15 @@ class MMBatch:
                 if m not in d:
                     raise DataError(f"MMBatch.{name}: modality {m!r} is missing (have {sorted(d)})")
             x = self.feats[m]
-            if x.dim() != 3 or x.shape[0] != b:
+            token = not torch.is_floating_point(x)
+            if token:
+                if x.dtype != torch.long or x.dim() != 2 or x.shape[0] != b:
+                    raise DataError(f"MMBatch.feats[{m!r}]: token ids expected int64 (B={b}, T), "
+                                    f"got {x.dtype} {tuple(x.shape)}")
+                if x.numel() and (int(x.min()) < 0 or int(x.max()) >= VOCAB_SIZE):
+                    raise DataError(f"MMBatch.feats[{m!r}]: token ids must lie in [0, {VOCAB_SIZE}), "
+                                    f"got range [{int(x.min())}, {int(x.max())}]")
+            elif x.dim() != 3 or x.shape[0] != b:
                 raise DataError(f"MMBatch.feats[{m!r}]: expected (B={b}, T, D), got {tuple(x.shape)}")
             t = x.shape[1]
             for name, mask in (("pad_mask", self.pad_mask[m]), ("obs_mask", self.obs_mask[m])):
@@ -120,26 +136,48 @@ class MMBatch:
                     )
             if (self.obs_mask[m] & ~self.pad_mask[m]).any():
                 raise DataError(f"MMBatch.obs_mask[{m!r}] marks padding frames as observed")
-            if not torch.isfinite(x).all():
+            if not token and not torch.isfinite(x).all():
                 raise DataError(f"MMBatch.feats[{m!r}] contains NaN or inf")
         return self
+
+
+def _collate_tokens(samples: Sequence[dict], m: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) int64 token ids padded with [PAD] = 0, and the (B, T) pad mask."""
+    arrs = []
+    for i, s in enumerate(samples):
+        if m not in s["feats"]:
+            raise DataError(f"collate: sample {i} has no modality {m!r}")
+        a = np.asarray(s["feats"][m])
+        if a.ndim != 1 or a.dtype.kind not in "iu" or a.size == 0:
+            raise DataError(f"collate: sample {i} token modality {m!r}: expected integer ids (T,), got {a.dtype} {a.shape}")
+        arrs.append(a.astype(np.int64))
+    x = np.full((len(arrs), max(len(a) for a in arrs)), PAD_ID, np.int64)
+    mask = np.zeros(x.shape, bool)
+    for i, a in enumerate(arrs):
+        x[i, : len(a)], mask[i, : len(a)] = a, True
+    return torch.from_numpy(x), torch.from_numpy(mask)
 
 
 def collate(
     samples: Sequence[dict],
     modalities: Sequence[str],
+    tokens: Sequence[str] = (),
 ) -> MMBatch:
     """Pad a list of samples into an `MMBatch`.
 
     Each sample is a dict with ``feats`` {m: array (T_m, D_m) or (D_m,)}, ``y`` (int), and
     optionally ``id`` (str), ``y_reg`` (float) and ``avail`` {m: bool} (default all True).
-    Sequences are zero-padded at the end to the longest one in the batch.
+    Sequences are zero-padded at the end to the longest one in the batch. The modalities named
+    in ``tokens`` hold integer token ids (T_m,) instead, padded with [PAD] = 0.
     """
     if not samples:
         raise DataError("collate: got an empty list of samples")
     modalities = tuple(modalities)
     feats, pad = {}, {}
     for m in modalities:
+        if m in tokens:
+            feats[m], pad[m] = _collate_tokens(samples, m)
+            continue
         arrs = []
         for i, s in enumerate(samples):
             if m not in s["feats"]:

@@ -7,20 +7,30 @@ key             shape                meaning
 =============== ==================== =======================================================
 ``X_<name>``    (N, T, D) or (N, D)  features of modality ``<name>`` (letters, digits, ``_ . -``);
                                      real numbers, stored as float32 on load; (N, D) = one vector
+``X_<name>``    (N, T) integer       a *token modality*: bert-base-uncased token ids, each in
+                                     [0, 30522); every row is [CLS]=101 ... [SEP]=102 (then
+                                     [PAD]=0); stored int64 on load (`mmlab.data.tokens`)
 ``len_<name>``  (N,) integer         optional valid frames of each sample, in [1, T] (absent:
-                                     all T frames are real); frames past it are zeroed on load
+                                     all T frames are real); frames past it are zeroed on load;
+                                     for tokens it counts [CLS] and [SEP] (so it is >= 2)
 ``y``           (N,) integer         class labels 0..C-1 (floats are accepted if integral)
-``y_reg``       (N,) float           optional regression target (e.g. MOSI sentiment)
-``split``       (N,) str             optional, each in {train, valid, test}, none empty; absent:
-                                     a seeded stratified 70/10/20 split (`stratified_split`)
+``y_reg``       (N,) float           optional regression target (e.g. MOSI sentiment in
+                                     [-3, 3]); finite, within float32; stored as float32
+``split``       (N,) str             optional: train, valid, test, or an extra test split
+                                     ``test_<name>`` (e.g. test_ood; `EXTRA_SPLIT_RE`); train,
+                                     valid and at least one test split must be non-empty;
+                                     absent: a seeded stratified 70/10/20 split
+                                     (`stratified_split`)
 ``ids``         (N,) str             optional unique sample ids (absent: ``<file stem>-<i>``)
 ``classes``     (C,) str             optional class names (absent: "0".."C-1"; then every label
                                      0..max(y) must occur, a gap means labels were not re-indexed)
 =============== ==================== =======================================================
 
-`validate_npz` reports every problem it finds; `load_npz` raises one `DataError` listing them
-all. Array shapes are read from the ``.npy`` headers and checked (at most 1e8 elements per array)
-before any data is read, and the file is opened with ``allow_pickle=False``.
+An integer (N, T) ``X_`` key is always read as token ids: store integer-valued *features*
+(counts, pixels) as floats. `validate_npz` reports every problem it finds; `load_npz` raises
+one `DataError` listing them all. Array shapes are read from the ``.npy`` headers and checked
+(at most 1e8 elements per array) before any data is read, and the file is opened with
+``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -35,8 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mmlab.data.dataset import SPLITS, MMDataset, stratified_split
+from mmlab.data.dataset import (
+    SPLIT_RULE, SPLITS, MMDataset, is_split_name, missing_required_splits, order_splits, stratified_split,
+)
 from mmlab.data.safe_pickle import read_npy_header
+from mmlab.data.tokens import PAD_ID, token_problems
 from mmlab.errors import DataError
 
 MAX_ELEMENTS = 10**8  # per array; larger arrays are refused before allocation
@@ -139,6 +152,15 @@ def _as_int(s: _Scan, key: str, a: np.ndarray) -> np.ndarray | None:
     return None
 
 
+def _usable_lengths(a: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``len_<name>`` as int64 when it fits ``shape`` (N, T, ...); None otherwise (reported elsewhere)."""
+    if a is None or a.ndim != 1 or a.dtype.kind not in "fiu" or len(a) != shape[0] or not len(a):
+        return None
+    if not np.isfinite(a).all() or np.any(a != np.round(a)) or a.min() < 1 or a.max() > shape[1]:
+        return None
+    return a.astype(np.int64)
+
+
 def _check(s: _Scan) -> None:
     """Semantic checks over whatever could be read."""
     keys = list(s.shapes)
@@ -160,16 +182,19 @@ def _check(s: _Scan) -> None:
         s.bad(ref_key or "y", "has no samples (N = 0)")
 
     t_of: dict[str, int] = {}
+    tokens: list[str] = []  # modality names stored as (N, T) integer token ids
     for k in xs:
         name, (shape, dtype) = k[2:], s.shapes[k]
         if not NAME_RE.match(name):
             s.bad(k, "modality name must be non-empty letters, digits, '_', '.' or '-'")
         if len(shape) not in (2, 3):
-            s.bad(k, f"has {len(shape)} dimensions {shape}; expected (N, T, D) or (N, D)")
+            s.bad(k, f"has {len(shape)} dimensions {shape}; expected features (N, T, D) or (N, D), or token ids (N, T) integer")
         elif 0 in shape:
             s.bad(k, f"has a zero-sized dimension {shape} (N, T and D must be >= 1)")
         else:
-            t_of[name] = shape[1] if len(shape) == 3 else 1
+            t_of[name] = shape[1] if len(shape) == 3 or dtype.kind in "iu" else 1
+        if len(shape) == 2 and dtype.kind in "iu":
+            tokens.append(name)
         if dtype.hasobject:
             continue  # already reported when reading
         if dtype.kind not in "fiu":
@@ -198,6 +223,12 @@ def _check(s: _Scan) -> None:
         a = _as_int(s, k, a)
         if a is not None and name in t_of and a.size and (a.min() < 1 or a.max() > t_of[name]):
             s.bad(k, f"lengths must lie in [1, T={t_of[name]}], got range [{a.min()}, {a.max()}]")
+
+    for name in tokens:
+        ids = s.arrays.get(f"X_{name}")
+        ln = _usable_lengths(s.arrays.get(f"len_{name}"), ids.shape) if ids is not None else None
+        if ids is not None and (ln is not None or f"len_{name}" not in s.members):
+            s.problems.extend(token_problems(ids, ln, f"X_{name}", f"len_{name}"))
 
     classes = None
     if "classes" in s.arrays:
@@ -231,9 +262,11 @@ def _check(s: _Scan) -> None:
     if "y_reg" in s.arrays:
         r = s.arrays["y_reg"]
         if r.ndim != 1 or r.dtype.kind not in "fiu":
-            s.bad("y_reg", f"expected a 1-d float array, got {r.dtype} {r.shape}")
+            s.bad("y_reg", f"expected a 1-d float array (N,) of regression targets, got {r.dtype} {r.shape}")
         elif not np.isfinite(r.astype(np.float64)).all():
-            s.bad("y_reg", "contains NaN or inf")
+            s.bad("y_reg", "contains NaN or inf; expected finite regression targets")
+        elif r.size and float(np.abs(r.astype(np.float64)).max()) > _F32_MAX:
+            s.bad("y_reg", "values exceed the float32 range")
 
     if "split" in s.arrays:
         sp = s.arrays["split"]
@@ -242,11 +275,12 @@ def _check(s: _Scan) -> None:
         else:
             sp = _as_str(s, "split", sp)
             if sp is not None:
-                bad = sorted(set(sp.tolist()) - set(SPLITS))
+                bad = sorted(x for x in set(sp.tolist()) if not is_split_name(x))
                 if bad:
-                    s.bad("split", f"values must be in {SPLITS}, got {bad[:5]}")
+                    hint = " ('dev'/'val' is spelled 'valid')" if {"dev", "val", "validation"} & set(bad) else ""
+                    s.bad("split", f"values must be in {SPLIT_RULE}, got {bad[:5]}{hint}")
                 else:
-                    empty = [x for x in SPLITS if not (sp == x).any()]
+                    empty = missing_required_splits(sp)
                     if empty:
                         s.bad("split", f"no samples in split(s) {empty}")
 
@@ -296,12 +330,16 @@ def _summary(s: _Scan) -> str:
         parts.append(f"{s.arrays['classes'].size} classes")
     elif y is not None and y.ndim == 1 and y.dtype.kind in "iu" and y.size:
         parts.append(f"{int(y.max()) + 1} classes")
-    mods = [f"{k[2:]} {s.shapes[k][0]} {s.shapes[k][1]}" for k in s.shapes if k.startswith("X_")]
+    mods = [
+        f"{k[2:]} {s.shapes[k][0]} " + ("token ids" if len(s.shapes[k][0]) == 2 and s.shapes[k][1].kind in "iu" else str(s.shapes[k][1]))
+        for k in s.shapes if k.startswith("X_")
+    ]
     parts.append("modalities: " + (", ".join(mods) if mods else "none"))
     sp = s.arrays.get("split")
     if sp is not None and sp.ndim == 1 and sp.dtype.kind in "US":
         sp = sp.astype(str)
-        parts.append("split from file (" + ", ".join(f"{x}={int((sp == x).sum())}" for x in SPLITS) + ")")
+        names = order_splits([*SPLITS, *(x for x in np.unique(sp).tolist() if is_split_name(x))])
+        parts.append("split from file (" + ", ".join(f"{x}={int((sp == x).sum())}" for x in names) + ")")
     else:
         parts.append("no split key: seeded stratified 70/10/20 split at load")
     parts.append("OK" if not s.problems else f"{len(s.problems)} problem(s)")
@@ -329,11 +367,14 @@ def load_npz(path: str | os.PathLike, split_seed: int = 0) -> MMDataset:
     feats, lengths = {}, {}
     for m in mods:
         x = a[f"X_{m}"]
-        x = np.ascontiguousarray((x[:, None, :] if x.ndim == 2 else x), dtype=np.float32)
+        if x.ndim == 2 and x.dtype.kind in "iu":  # token ids (N, T)
+            x = np.array(x, dtype=np.int64)
+        else:
+            x = np.ascontiguousarray((x[:, None, :] if x.ndim == 2 else x), dtype=np.float32)
         ln = a[f"len_{m}"].astype(np.int64) if f"len_{m}" in a else np.full(n, x.shape[1], np.int64)
         pad = np.arange(x.shape[1])[None, :] >= ln[:, None]
         if pad.any():
-            x[pad] = 0.0
+            x[pad] = PAD_ID if x.dtype == np.int64 else 0.0
         feats[m], lengths[m] = x, ln
     classes = [str(c) for c in a["classes"].astype(str)] if "classes" in a else [str(c) for c in range(int(y.max()) + 1)]
     if "split" in a:
@@ -365,7 +406,8 @@ def write_npz(dataset: MMDataset, path: str | os.PathLike, compress: bool = True
     for m in dataset.modalities:
         if not NAME_RE.match(m):
             raise DataError(f"write_npz: modality name {m!r} cannot be a key (letters, digits, '_', '.', '-')")
-        arrays[f"X_{m}"] = np.ascontiguousarray(dataset.feats[m], dtype=np.float32)
+        x = dataset.feats[m]  # token ids (N, T) int64 stay integers: that is what marks them
+        arrays[f"X_{m}"] = np.ascontiguousarray(x, dtype=np.int64 if x.ndim == 2 else np.float32)
         arrays[f"len_{m}"] = np.asarray(dataset.lengths[m], dtype=np.int64)
     arrays["y"] = np.asarray(dataset.y, dtype=np.int64)
     if dataset.y_reg is not None:

@@ -1,7 +1,13 @@
 """`MMDataset`: an in-memory multimodal dataset with named modalities and seeded splits.
 
 Features are stored zero-padded, one array per modality, (N, T_m, D_m) float32, with the
-valid lengths (N,) beside them. Batches are cut to the longest sequence they contain.
+valid lengths (N,) beside them. A *token modality* instead holds bert-base-uncased token ids
+(N, T_m) int64 (`mmlab.data.tokens`: [CLS] first, [SEP] last, [PAD] = 0 after the length).
+Batches are cut to the longest sequence they contain.
+
+Splits: ``train``, ``valid``, ``test`` and any number of extra *test* splits named
+``test_<name>`` (`EXTRA_SPLIT_RE`, e.g. ``test_ood``). Training and calibration read
+`MMDataset.training_view` (train + valid rows); `MMDataset.test_splits` lists the test splits.
 """
 
 from __future__ import annotations
@@ -9,13 +15,44 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
+import re
+
 import numpy as np
 import torch
 
 from mmlab.data.batch import MMBatch
+from mmlab.data.tokens import PAD_ID, VOCAB_SIZE, token_problems
 from mmlab.errors import DataError
 
-SPLITS = ("train", "valid", "test")
+SPLITS = ("train", "valid", "test")  # the core splits; extra test splits match EXTRA_SPLIT_RE
+EXTRA_SPLIT_RE = re.compile(r"^test_[A-Za-z0-9_]{1,40}$")  # e.g. test_ood, test_noisy_2
+SPLIT_RULE = "train, valid, test or test_<name> (letters, digits, '_'; e.g. test_ood)"
+
+
+def is_split_name(name: str) -> bool:
+    """True for ``train``, ``valid``, ``test`` and extra test splits ``test_<name>``."""
+    return name in SPLITS or bool(EXTRA_SPLIT_RE.match(str(name)))
+
+
+def is_test_split(name: str) -> bool:
+    """True for ``test`` and every extra test split ``test_<name>``."""
+    return name == "test" or bool(EXTRA_SPLIT_RE.match(str(name)))
+
+
+def order_splits(names) -> list[str]:
+    """Split names in the canonical order: train, valid, test, then extra test splits sorted."""
+    names = set(str(x) for x in names)
+    return [x for x in SPLITS if x in names] + sorted(x for x in names if x not in SPLITS)
+
+
+def missing_required_splits(split: np.ndarray) -> list[str]:
+    """What a split column lacks: train, valid, and at least one test split (``test`` or
+    ``test_<name>``)."""
+    have = set(np.unique(np.asarray(split).astype(str)).tolist())
+    out = [x for x in ("train", "valid") if x not in have]
+    if not any(is_test_split(x) for x in have):
+        out.append("test (or another test split test_<name>)")
+    return out
 
 
 def stratified_split(
@@ -45,9 +82,11 @@ def stratified_split(
 class MMDataset:
     """A whole dataset (all splits) held in memory.
 
-    ``feats[m]`` (N, T_m, D_m) float32 zero-padded; ``lengths[m]`` (N,) int valid frames
-    (>= 1); ``y`` (N,) int labels in [0, n_classes); ``split`` (N,) in {train, valid, test};
-    ``ids`` (N,) str. ``info`` holds dataset-specific extras (e.g. the synthetic oracle).
+    ``feats[m]`` (N, T_m, D_m) float32 zero-padded, or for a token modality (N, T_m) int64
+    token ids (see `token_modalities`); ``lengths[m]`` (N,) int valid frames (>= 1; for tokens
+    counting [CLS] and [SEP]); ``y`` (N,) int labels in [0, n_classes); ``y_reg`` (N,) float32
+    regression target or None; ``split`` (N,) in train / valid / test / test_<name>; ``ids``
+    (N,) str. ``info`` holds dataset-specific extras (e.g. the synthetic oracle).
     """
 
     name: str
@@ -63,6 +102,11 @@ class MMDataset:
 
     def __post_init__(self) -> None:
         self.modalities = tuple(self.modalities)
+        if self.y_reg is not None:
+            r = np.asarray(self.y_reg)
+            if r.dtype.kind not in "fiu":
+                raise DataError(f"dataset {self.name!r}: y_reg must hold real numbers, got dtype {r.dtype}")
+            self.y_reg = r.astype(np.float32, copy=False)
         self.validate()
 
     # ----------------------------------------------------------------- checks
@@ -83,25 +127,48 @@ class MMDataset:
         for key, arr in (("split", self.split), ("ids", self.ids)):
             if arr.shape != (n,):
                 raise DataError(f"{where}: {key} must have shape ({n},), got {arr.shape}")
-        bad = set(np.unique(self.split)) - set(SPLITS)
+        bad = sorted(x for x in np.unique(self.split).tolist() if not is_split_name(x))
         if bad:
-            raise DataError(f"{where}: split values must be in {SPLITS}, got {sorted(bad)}")
+            raise DataError(f"{where}: split values must be in {SPLIT_RULE}, got {bad[:5]}")
+        if self.y_reg is not None:
+            if self.y_reg.shape != (n,):
+                raise DataError(f"{where}: y_reg must have shape ({n},), got {self.y_reg.shape}")
+            if not np.isfinite(self.y_reg).all():
+                raise DataError(f"{where}: y_reg contains NaN or inf")
         for m in self.modalities:
             x, ln = self.feats.get(m), self.lengths.get(m)
             if x is None or ln is None:
                 raise DataError(f"{where}: modality {m!r} has no features or lengths")
+            if x.ndim == 2 and x.shape[0] == n and x.dtype.kind in "iu":
+                self._validate_tokens(m, x, ln, where)
+                continue
             if x.ndim != 3 or x.shape[0] != n:
-                raise DataError(f"{where}: features of {m!r} must be (N={n}, T, D), got {x.shape}")
+                raise DataError(f"{where}: features of {m!r} must be (N={n}, T, D) float32 or token ids (N, T) int64, "
+                                f"got {x.shape}")
             if x.dtype != np.float32:
                 raise DataError(f"{where}: features of {m!r} must be float32, got {x.dtype}")
-            if ln.shape != (n,) or ln.min() < 1 or ln.max() > x.shape[1]:
-                raise DataError(
-                    f"{where}: lengths of {m!r} must be (N,) integers in [1, {x.shape[1]}], "
-                    f"got shape {ln.shape} range [{ln.min()}, {ln.max()}]"
-                )
+            self._validate_lengths(m, x, ln, where)
             if not np.isfinite(x).all():
                 raise DataError(f"{where}: features of {m!r} contain NaN or inf")
         return self
+
+    @staticmethod
+    def _validate_lengths(m: str, x: np.ndarray, ln: np.ndarray, where: str) -> None:
+        if ln.shape != (x.shape[0],) or ln.min() < 1 or ln.max() > x.shape[1]:
+            raise DataError(
+                f"{where}: lengths of {m!r} must be (N,) integers in [1, {x.shape[1]}], "
+                f"got shape {ln.shape} range [{ln.min()}, {ln.max()}]"
+            )
+
+    def _validate_tokens(self, m: str, x: np.ndarray, ln: np.ndarray, where: str) -> None:
+        if x.dtype != np.int64:
+            raise DataError(f"{where}: token ids of {m!r} must be int64 (N, T), got {x.dtype}")
+        self._validate_lengths(m, x, ln, where)
+        problems = token_problems(x, ln, f"token ids of {m!r}", f"lengths of {m!r}")
+        if problems:
+            raise DataError(f"{where}: " + "; ".join(problems))
+        if (x[np.arange(x.shape[1])[None, :] >= ln[:, None]] != PAD_ID).any():
+            raise DataError(f"{where}: token ids of {m!r} past the length must be [PAD] = {PAD_ID}")
 
     # ----------------------------------------------------------------- views
     def __len__(self) -> int:
@@ -112,17 +179,42 @@ class MMDataset:
         return len(self.classes)
 
     @property
+    def token_modalities(self) -> tuple[str, ...]:
+        """The modalities holding token ids (N, T) int64 rather than features (N, T, D)."""
+        return tuple(m for m in self.modalities if self.feats[m].ndim == 2)
+
+    @property
     def dims(self) -> dict[str, int]:
-        return {m: int(self.feats[m].shape[2]) for m in self.modalities}
+        """Feature size D_m per modality; for a token modality the vocabulary size (30522), the
+        number of rows an embedding table over its ids needs."""
+        return {m: VOCAB_SIZE if self.feats[m].ndim == 2 else int(self.feats[m].shape[2]) for m in self.modalities}
 
     @property
     def max_len(self) -> dict[str, int]:
         return {m: int(self.feats[m].shape[1]) for m in self.modalities}
 
+    @property
+    def splits(self) -> list[str]:
+        """The split names present, in order train, valid, test, test_<name>..."""
+        return order_splits(np.unique(self.split).tolist())
+
+    @property
+    def test_splits(self) -> list[str]:
+        """The test splits present: ``test`` first (when present), then ``test_<name>`` sorted."""
+        return [x for x in self.splits if is_test_split(x)]
+
     def split_indices(self, split: str) -> np.ndarray:
-        if split not in SPLITS:
-            raise DataError(f"split: expected one of {SPLITS}, got {split!r}")
+        if not is_split_name(split):
+            raise DataError(f"split: expected {SPLIT_RULE}, got {split!r}")
         return np.flatnonzero(self.split == split)
+
+    def training_view(self) -> "MMDataset":
+        """The train and valid rows only: what training, early stopping and calibration may
+        read (no test split of any name)."""
+        idx = np.flatnonzero(np.isin(self.split, ("train", "valid")))
+        if len(idx) == 0:
+            raise DataError(f"dataset {self.name!r}: has no train or valid rows")
+        return self.take(idx)
 
     def subset(self, split: str) -> "MMDataset":
         """The samples of one split, as a dataset of its own."""
@@ -184,10 +276,14 @@ class MMDataset:
         lines = [f"{self.name}: {len(self)} samples, {self.n_classes} classes"]
         for m in self.modalities:
             ln = self.lengths[m]
-            lines.append(f"  {m}: D={self.dims[m]}, T in [{ln.min()}, {ln.max()}]")
+            kind = f"token ids (vocabulary {VOCAB_SIZE})" if m in self.token_modalities else f"D={self.dims[m]}"
+            lines.append(f"  {m}: {kind}, T in [{ln.min()}, {ln.max()}]")
         counts = np.bincount(self.y, minlength=self.n_classes)
         lines.append("  classes: " + ", ".join(f"{c}={k}" for c, k in zip(self.classes, counts)))
-        lines.append("  splits: " + ", ".join(f"{s}={int((self.split == s).sum())}" for s in SPLITS))
+        names = order_splits([*SPLITS, *self.splits])
+        lines.append("  splits: " + ", ".join(f"{s}={int((self.split == s).sum())}" for s in names))
+        if self.y_reg is not None:
+            lines.append(f"  y_reg: range [{self.y_reg.min():.3g}, {self.y_reg.max():.3g}]")
         return "\n".join(lines)
 
 
@@ -202,16 +298,32 @@ def from_arrays(
     split_seed: int = 0,
     y_reg: np.ndarray | None = None,
     info: dict | None = None,
+    tokens: Sequence[str] = (),
 ) -> MMDataset:
     """Build an `MMDataset` from plain arrays; (N, D) features become (N, 1, D).
 
-    Missing ``lengths`` mean full length; a missing ``split`` gets a seeded stratified split.
+    ``tokens`` names the token modalities: their arrays are (N, T) integer token ids (stored
+    int64, ids past the length set to [PAD] = 0). Missing ``lengths`` mean full length; a
+    missing ``split`` gets a seeded stratified split.
     """
     y = np.asarray(y)
     n = len(y)
+    unknown = [m for m in tokens if m not in feats]
+    if unknown:
+        raise DataError(f"{name}: tokens names {unknown}, which are not modalities (have {list(feats)})")
     f32, lens = {}, {}
     for m, x in feats.items():
         x = np.asarray(x)
+        if m in tokens:
+            if x.ndim != 2 or x.dtype.kind not in "iu":
+                raise DataError(f"{name}: token ids of {m!r} must be an integer array (N, T), got {x.dtype} {x.shape}")
+            ln = np.full(n, x.shape[1], np.int64) if lengths is None or m not in lengths else np.asarray(lengths[m])
+            x = np.array(x, dtype=np.int64)
+            ln = ln.astype(np.int64)
+            if ln.shape == (len(x),):
+                x[np.arange(x.shape[1])[None, :] >= ln[:, None]] = PAD_ID
+            f32[m], lens[m] = x, ln
+            continue
         if x.ndim == 2:
             x = x[:, None, :]
         if x.ndim != 3:

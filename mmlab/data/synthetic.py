@@ -27,16 +27,12 @@ frames a Gaussian mixture: sum_y p(y|x) N(W_m P^-1 (m_y + J), W_m P^-1 W_m^T).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 import numpy as np
-import torch
 
-from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.data.registry import DatasetEntry, register_dataset
 from mmlab.errors import ConfigError, DataError
-from mmlab.methods.base import Method
 
 IEMOCAP_CLASS_COUNTS = (1103, 1636, 1708, 1084)  # ang, hap+exc, neu, sad
 
@@ -205,28 +201,6 @@ class LinearGaussianModel:
         return {"weights": w, "means": comp_means, "cov": comp_cov, "mean": mean, "covariance": cov}
 
 
-class BayesOracle(Method):
-    """The Bayes-optimal classifier of a `synthetic` dataset, usable wherever a method is.
-
-    It reads only the observed frames (``obs_mask``), so the fill policy does not matter.
-    """
-
-    name = "bayes_oracle"
-    fill = "zero"
-
-    def __init__(self, model: LinearGaussianModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def stages(self, data: MMDataset) -> list:
-        return []  # nothing to train
-
-    def predict_logits(self, batch: MMBatch) -> torch.Tensor:
-        feats = {m: batch.feats[m].detach().cpu().numpy() for m in batch.modalities}
-        obs = {m: batch.obs_mask[m].detach().cpu().numpy() for m in batch.modalities}
-        return torch.from_numpy(self.model.log_posterior(feats, obs)).float().to(batch.device)
-
-
 def make_synthetic(cfg: SyntheticConfig | None = None, preset: str | None = None, **overrides) -> MMDataset:
     """Generate the `synthetic` dataset; ``info["oracle"]`` holds its `LinearGaussianModel`."""
     if preset is not None:
@@ -251,45 +225,6 @@ def make_synthetic(cfg: SyntheticConfig | None = None, preset: str | None = None
         classes=names,
         info={"oracle": model, "config": cfg, "latents": s["h"]},
     )
-
-
-def oracle_of(data: MMDataset) -> BayesOracle:
-    """The Bayes oracle of a synthetic dataset (DataError for any other dataset)."""
-    model = data.info.get("oracle")
-    if not isinstance(model, LinearGaussianModel):
-        raise DataError(f"dataset {data.name!r} has no exact oracle (only `synthetic` does)")
-    return BayesOracle(model)
-
-
-def oracle_table(data: MMDataset, split: str = "test", patterns: Sequence[tuple[str, ...]] | None = None) -> list[dict]:
-    """Bayes accuracy and macro recall on ``split`` for full input and every availability pattern."""
-    from itertools import combinations
-
-    from mmlab.metrics import accuracy, macro_recall
-
-    model = data.info.get("oracle")
-    if not isinstance(model, LinearGaussianModel):
-        raise DataError(f"dataset {data.name!r} has no exact oracle (only `synthetic` does)")
-    part = data.subset(split)
-    mods = part.modalities
-    if patterns is None:
-        patterns = [tuple(mods)] + [c for k in range(1, len(mods)) for c in combinations(mods, k)]
-    pad = {m: np.arange(part.feats[m].shape[1])[None] < part.lengths[m][:, None] for m in mods}
-    rows = []
-    for avail in patterns:
-        obs = {m: pad[m] & (m in avail) for m in mods}
-        logp = model.log_posterior(part.feats, obs)
-        pred = logp.argmax(1)
-        rows.append(
-            {
-                "condition": "full" if len(avail) == len(mods) else "{" + "".join(avail) + "}"
-                if all(len(m) == 1 for m in avail) else "{" + ",".join(avail) + "}",
-                "accuracy": accuracy(part.y, pred),
-                "macro_recall": macro_recall(part.y, pred, n_classes=data.n_classes),
-                "expected_accuracy": float(np.exp(logp.max(1)).mean()),
-            }
-        )
-    return rows
 
 
 register_dataset(

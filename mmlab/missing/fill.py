@@ -1,5 +1,10 @@
 """Fill policies (what a model sees at unobserved frames) and `mask_batch`, which applies masks
-and a fill to an `MMBatch` (mmlab.missing)."""
+and a fill to an `MMBatch` (mmlab.missing).
+
+Token modalities (integer ids, `MMBatch.token_modalities`) always go through `TokenFill`
+(unobserved real tokens become [UNK]); the named fill (zero / mean / noise) applies to the float
+modalities. `make_fill` and `mask_batch` resolve this once, with `with_tokens`.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ import torch
 from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError, DataError
-from mmlab.missing.masks import Masks, pad_masks
+from mmlab.data.tokens import UNK_ID
+from mmlab.missing.masks import Masks, keep_token_edges, pad_masks
 
 
 # ------------------------------------------------------------------------------------- fill policies
@@ -55,13 +61,16 @@ class MeanFill:
 
     @classmethod
     def from_dataset(cls, train: MMDataset) -> "MeanFill":
-        """Per-modality mean over the valid frames of the dataset's train rows only."""
+        """Per-modality mean over the valid frames of the dataset's train rows only (float
+        modalities; token modalities have no mean and are filled by `TokenFill`)."""
         rows = np.flatnonzero(train.split == "train")
         if len(rows) == 0:
             raise DataError(f"MeanFill.from_dataset: dataset {train.name!r} has no 'train' rows; pass the train split")
         pad = pad_masks(train)
         means = {}
         for m in train.modalities:
+            if m in train.token_modalities:
+                continue
             x, p = train.feats[m][rows], pad[m][rows]
             means[m] = (x[p].astype(np.float64).sum(0) / max(int(p.sum()), 1)).astype(np.float32)
         return cls(means)
@@ -113,7 +122,7 @@ class TokenFill:
     BERT); float modalities go to ``base`` (zero fill). Pair with ``protect_edges`` to keep
     [CLS]/[SEP]; the attention (pad) mask is unchanged."""
 
-    unk_id: int = 100
+    unk_id: int = UNK_ID
     base: Any = field(default_factory=ZeroFill)
 
     def __call__(self, feats, obs, generator: torch.Generator | None = None, pad=None) -> dict[str, torch.Tensor]:
@@ -130,24 +139,39 @@ class TokenFill:
 FILLS = ("zero", "mean", "noise", "token")
 
 
+FillFn = Callable[..., dict[str, torch.Tensor]]
+
+
+def with_tokens(fill: FillFn, tokens: tuple[str, ...] | list[str]) -> FillFn:
+    """``fill`` made safe for token modalities: unchanged when there are none (or it is already
+    a `TokenFill`), else ``TokenFill(base=fill)`` ([UNK] for tokens, ``fill`` for the rest)."""
+    return fill if not tokens or isinstance(fill, TokenFill) else TokenFill(base=fill)
+
+
 def make_fill(name: str, train: MMDataset | None = None, **params: Any) -> Callable[..., dict[str, torch.Tensor]]:
-    """A fill policy by name: "zero" | "mean" (needs the ``train`` dataset) | "noise" | "token"."""
+    """A fill policy by name: "zero" | "mean" (needs the ``train`` dataset) | "noise" | "token".
+
+    When ``train`` has token modalities the policy is wrapped by `with_tokens`: the named fill
+    covers the float modalities and token modalities get [UNK].
+    """
     key = str(name).strip().lower()
     if key == "zero":
-        return ZeroFill(**params)
-    if key == "mean":
+        fill: Any = ZeroFill(**params)
+    elif key == "mean":
         if train is None:
             raise ConfigError("fill 'mean': needs the train dataset (make_fill('mean', train=...))")
-        return MeanFill.from_dataset(train)
-    if key == "noise":
-        return NoiseFill(**params)
-    if key == "token":
-        return TokenFill(**params)
-    raise ConfigError(f"fill: unknown name {name!r}; known fills: {', '.join(FILLS)}")
+        fill = MeanFill.from_dataset(train)
+    elif key == "noise":
+        fill = NoiseFill(**params)
+    elif key == "token":
+        fill = TokenFill(**params)
+    else:
+        raise ConfigError(f"fill: unknown name {name!r}; known fills: {', '.join(FILLS)}")
+    return with_tokens(fill, train.token_modalities if train is not None else ())
 
 
 # ------------------------------------------------------------------------------------- batches
-def _fit_time(o: np.ndarray, pad: torch.Tensor, m: str) -> np.ndarray:
+def _fit_time(o: np.ndarray, pad: np.ndarray, m: str) -> np.ndarray:
     """Cut or extend a mask drawn on (N, T_max) to the batch's T (extra columns must be padding)."""
     t = pad.shape[1]
     if o.shape[1] > t:
@@ -168,20 +192,27 @@ def mask_batch(batch: MMBatch, masks: Masks, fill: Callable[..., dict[str, torch
     Returns a new batch: ``feats`` filled, ``obs_mask`` / ``avail`` from the masks (intersected
     with the batch's own, so a natively missing modality stays missing), and ``complete`` = the
     original unmasked features (those of a batch that was already masked stay the originals).
+    Token modalities keep [CLS]/[SEP] observed (`keep_token_edges`) and are filled with [UNK]
+    whatever ``fill`` is (`with_tokens`).
     """
     if set(masks.modalities) != set(batch.modalities):
         raise DataError(f"mask_batch: masks are for {list(masks.modalities)}, the batch has {list(batch.modalities)}")
     if len(masks) != batch.size:
         raise DataError(f"mask_batch: masks have {len(masks)} rows, the batch has {batch.size} (use masks.take(idx))")
-    dev, complete = batch.device, batch.complete_feats()
+    dev, complete, tokens = batch.device, batch.complete_feats(), batch.token_modalities
     obs = {}
     for m in batch.modalities:
         pad = batch.pad_mask[m]
-        o = torch.from_numpy(np.ascontiguousarray(_fit_time(masks.obs[m], pad.cpu(), m))).to(dev)
+        o = torch.from_numpy(np.ascontiguousarray(_fit_time(masks.obs[m], pad.cpu().numpy(), m))).to(dev)
         if (o & ~pad).any():
             raise DataError(f"mask_batch: masks for {m!r} mark padding frames of the batch as observed")
         obs[m] = o & batch.obs_mask[m]
     cols = [masks.modalities.index(m) for m in batch.modalities]
     avail = torch.from_numpy(masks.avail[:, cols].copy()).to(dev) & batch.avail
-    feats = fill(complete, obs, generator=generator, pad=batch.pad_mask)
+    if tokens:
+        cpu = lambda d: {m: d[m].cpu().numpy() for m in batch.modalities}  # noqa: E731
+        fitted = keep_token_edges(Masks(avail.cpu().numpy(), cpu(obs)), cpu(batch.pad_mask), tokens)
+        obs = {m: torch.from_numpy(o).to(dev) for m, o in fitted.obs.items()}
+        avail = torch.from_numpy(fitted.avail).to(dev)
+    feats = with_tokens(fill, tokens)(complete, obs, generator=generator, pad=batch.pad_mask)
     return replace(batch, feats=feats, obs_mask=obs, avail=avail, complete=complete)

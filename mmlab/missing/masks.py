@@ -3,12 +3,13 @@ generators share (mmlab.missing)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
 
 from mmlab.data.dataset import MMDataset
+from mmlab.utils import numpy_rng
 from mmlab.errors import ConfigError, DataError
 
 Pad = dict[str, np.ndarray]
@@ -69,15 +70,55 @@ class Masks:
 
 
 def make_rng(seed: int) -> np.random.Generator:
-    """The one way to get a mask RNG: ``np.random.default_rng(seed)`` (never global numpy state)."""
+    """A mask RNG: `mmlab.utils.numpy_rng` of the seed, i.e. ``np.random.default_rng(seed)``
+    (never global numpy state)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
-    return np.random.default_rng(int(seed))
+    return numpy_rng(int(seed))
 
 
-def draw_masks(generator: Callable[..., Masks], pad: Pad, modalities: Sequence[str], seed: int) -> Masks:
-    """Draw masks once with a fixed seed (CIDer uses 1111 for test masks, §3.4)."""
-    return generator(pad, modalities, make_rng(seed))
+def draw_masks(generator: Callable[..., Masks], pad: Pad, modalities: Sequence[str], seed: int,
+               tokens: Sequence[str] = ()) -> Masks:
+    """Draw masks once with a fixed seed (CIDer uses 1111 for test masks, §3.4).
+
+    ``tokens`` names token modalities (``dataset.token_modalities``): a generator with
+    ``protect_edges`` gets them added (so rates count content tokens only), and the result goes
+    through `keep_token_edges` ([CLS]/[SEP] always observed).
+    """
+    tokens = tuple(tokens)
+    has_protect = is_dataclass(generator) and "protect_edges" in {f.name for f in fields(generator)}
+    if tokens and has_protect:
+        extra = tuple(m for m in tokens if m not in generator.protect_edges)
+        if extra:
+            generator = replace(generator, protect_edges=(*generator.protect_edges, *extra))
+    masks = generator(pad, modalities, make_rng(seed))
+    return keep_token_edges(masks, pad, tokens) if tokens else masks
+
+
+def keep_token_edges(masks: Masks, pad: Pad, tokens: Sequence[str]) -> Masks:
+    """Masks where the [CLS] and [SEP] (first and last real position) of every token modality in
+    ``tokens`` are observed, always: a dropped token modality reads ``[CLS] [UNK] ... [SEP]``
+    after `TokenFill`, as CIDer's text input does (§3.4).
+
+    ``avail`` of a token modality then means "available and some content token (between [CLS]
+    and [SEP]) is observed"; a row without content tokens keeps the availability it had. This
+    is the rule frame-level generators with ``protect_edges`` already follow.
+    """
+    if not tokens:
+        return masks
+    avail, obs = masks.avail.copy(), dict(masks.obs)
+    mods = masks.modalities
+    for m in tokens:
+        if m not in obs:
+            raise DataError(f"tokens: unknown modality {m!r}; the masks are for {list(mods)}")
+        if m not in pad or pad[m].shape != obs[m].shape:
+            raise DataError(f"pad[{m!r}]: expected shape {obs[m].shape} like the masks, got {getattr(pad.get(m), 'shape', None)}")
+        j, e = mods.index(m), _edges(pad[m])
+        content = pad[m] & ~e
+        o = obs[m] & pad[m]
+        avail[:, j] = np.where(content.any(1), avail[:, j] & (o & content).any(1), avail[:, j])
+        obs[m] = o | e
+    return Masks(avail, obs)
 
 
 def pad_masks(dataset: MMDataset) -> Pad:
