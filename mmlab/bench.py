@@ -25,12 +25,10 @@ other processes share the cores. The test split is never read.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,7 +37,8 @@ import torch
 
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError, DataError
-from mmlab.utils import atomic_write_text, resolve_device
+from mmlab.tables import records_csv_text
+from mmlab.utils import atomic_write_text, numpy_rng, resolve_device
 
 COLUMNS = ("method", "params", "stages", "train_samples_per_s", "infer_samples_per_s", "peak_mem_mb", "mem_source",
            "device")
@@ -155,67 +154,52 @@ def _sync(device: torch.device) -> None:
 
 
 def _train_throughput(method, data: MMDataset, cfg: BenchConfig, device: torch.device) -> tuple[float, int]:
-    """Samples/s over the timed steps of every stage (frozen parts frozen, like the Trainer)."""
-    stages = method.stages(data)
+    """Samples/s over the timed steps of every stage: the Trainer's own stage set-up (frozen parts
+    frozen, parameter groups, cached features) and its `Trainer.train_step`."""
+    from mmlab.train import TrainConfig, Trainer
+
+    trainer = Trainer(method, data, Path("."), TrainConfig(seed=cfg.seed, device=str(device), progress=False))
+    method.seed = cfg.seed
+    stages = method.stages(trainer.data)
     samples, seconds = 0, 0.0
-    flags = {id(p): p.requires_grad for p in method.parameters()}
-    try:
-        for i, stage in enumerate(stages):
-            params = list({id(p): p for mod in stage.modules for p in mod.parameters() if flags[id(p)]}.values())
+    for i, stage in enumerate(stages):
+        scfg = replace(trainer.stage_config(stage), batch_size=cfg.batch_size)
+        params, flags = trainer._freeze(stage)
+        try:
             if not params:
                 continue
-            for p in method.parameters():
-                p.requires_grad_(any(p is q for q in params))
-            opt = torch.optim.Adam(params, lr=1e-4)
-            method.eval()
-            for mod in stage.modules:
-                mod.train()
-            rows = stage.data if stage.data is not None else data.subset("train")
-            rng = np.random.default_rng([cfg.seed, i])
-            batches = rows.iter_batches(cfg.batch_size, shuffle=True, rng=rng, device=device)
+            opt = trainer._optimizer(stage, scfg, params)
+            rows = trainer._stage_rows(stage)
+            feats = trainer._features(i, stage, rows, "train", scfg) if stage.features is not None else None
+            trainer._set_train_mode(stage)
+            rng = numpy_rng(cfg.seed, i)
+            batches = trainer._batches(rows, feats, scfg, rng)
             for step in range(cfg.warmup + cfg.train_steps):
                 batch = next(batches, None)
                 if batch is None:
-                    batches = rows.iter_batches(cfg.batch_size, shuffle=True, rng=rng, device=device)
+                    batches = trainer._batches(rows, feats, scfg, rng)
                     batch = next(batches)
                 _sync(device)
                 t = time.perf_counter()
-                loss, _ = stage.loss(batch, rng)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                trainer.train_step(stage, scfg, batch, rng, opt, params)
                 _sync(device)
                 if step >= cfg.warmup:
                     seconds += time.perf_counter() - t
                     samples += batch.size
-    finally:
-        for p in method.parameters():
-            p.requires_grad_(flags[id(p)])
-        method.eval()
+        finally:
+            for p in method.parameters():
+                p.requires_grad_(flags[id(p)])
+            method.eval()
     return (samples / seconds if seconds > 0 else float("nan")), len(stages)
 
 
-@torch.no_grad()
 def _infer_throughput(method, data: MMDataset, cfg: BenchConfig, device: torch.device) -> float:
-    from mmlab.missing import RandomPattern, draw_masks, make_fill, mask_batch, pad_masks
+    from mmlab.evaluate import inference_throughput
+    from mmlab.missing import RandomPattern, draw_masks, pad_masks
 
     valid = data.subset("valid")
-    fill = make_fill(getattr(method, "fill", "zero"), train=data)
     masks = draw_masks(RandomPattern(p_full=1 / 7), pad_masks(valid), valid.modalities, cfg.seed)
-    method.eval()
-    samples, seconds = 0, 0.0
-    for k in range(cfg.infer_batches + 1):  # the first batch is a warm-up
-        idx = (np.arange(cfg.eval_batch_size) + k * cfg.eval_batch_size) % len(valid)
-        batch = mask_batch(valid.batch(idx, device=device), masks.take(idx), fill, generator=torch.Generator())
-        batch = batch.for_eval()
-        _sync(device)
-        t = time.perf_counter()
-        method.predict_logits(batch)
-        _sync(device)
-        if k > 0:
-            seconds += time.perf_counter() - t
-            samples += len(idx)
-    return samples / seconds
+    return inference_throughput(method, valid, masks, cfg.eval_batch_size, cfg.infer_batches, device, seed=cfg.seed)
 
 
 def bench_method(name: str, data: MMDataset, device: str = "cpu", cfg: BenchConfig | None = None,
@@ -284,11 +268,7 @@ def run_bench(methods: Sequence[str] | None = None, data: str | MMDataset = "syn
         print(format_table(rows))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-        atomic_write_text(path, buf.getvalue())
+        atomic_write_text(path, records_csv_text(rows, COLUMNS))
         if verbose:
             print(f"wrote {path}")
     return rows

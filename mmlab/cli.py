@@ -37,7 +37,7 @@ def cmd_data(args: argparse.Namespace, extra: list[str]) -> int:
         print(_table(rows, ["name", "found", "where", "description"]))
         return 0
     if args.data_cmd == "oracle":
-        from mmlab.data.synthetic import oracle_table
+        from mmlab.evaluate import oracle_table
 
         data = load_dataset(args.name, **({"preset": args.preset} if args.preset else {}))
         rows = oracle_table(data, split=args.split)
@@ -87,7 +87,8 @@ def cmd_compare(args: argparse.Namespace, extra: list[str]) -> int:
     seeds = [int(s) for s in str(args.seeds).split(",") if s]
     methods = [m for m in args.methods.split(",") if m] if args.methods else list(COMPARISON_METHODS)
     common = dict(methods=methods, seeds=seeds, out=args.out, overrides=extra, device=args.device,
-                  preset=args.preset, workers=args.workers, checkpoint_seconds=args.checkpoint_seconds)
+                  preset=args.preset, workers=args.workers, checkpoint_seconds=args.checkpoint_seconds,
+                  test_splits=[s for s in args.test_split.split(",") if s])
     if args.suite:
         if args.data or args.protocol:
             raise ConfigError("--suite full fixes the datasets and protocols: drop --data / --protocol")
@@ -170,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--seeds", default="1111,1112,1113,1114,1115", help="comma-separated seeds (default: 1111-1115)")
     cp.add_argument("--suite", choices=["full"], default=None,
                     help="full: every dataset of the full comparison with its protocols, then the report")
+    cp.add_argument("--test-split", default="test",
+                    help="comma-separated test splits to evaluate on, e.g. test,test_ood (default: test)")
     cp.add_argument("--workers", type=int, default=1, help="parallel training processes, one thread each (default: 1)")
     cp.add_argument("--no-report", action="store_true", help="with --suite: skip writing OUT/report")
     cp.add_argument("--out", required=True)

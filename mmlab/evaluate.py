@@ -1,4 +1,10 @@
-"""The one way every method is evaluated: seeded test masks, the method's fill policy, metrics.
+"""The only place that scores: seeded test masks, the method's fill policy, metrics.
+
+Everything that turns a method and masks into numbers lives here: `predict` (logits under
+masks), `validate` (what a training stage declares, on the valid split), `evaluate` (every test
+protocol: patterns, rates, eta, frame-level sweeps), `oracle_table` (the Bayes oracle),
+`generation_table` (what a completing method generates, ADMC Table 4), `inference_throughput`
+(the benchmark's timed inference), multi-seed aggregation and the results files.
 
     rows = evaluate(method, data, conditions=pattern_conditions(data.modalities), seed=1111)
     rows += evaluate(method, data, conditions=rate_conditions(), seed=1111)
@@ -22,12 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+import itertools
+import time
+
 import numpy as np
 import torch
+from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from mmlab import metrics
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError, DataError
+from mmlab.methods.base import VALIDATE_ON, FeatureBatch, Method, Validation, module_device
+from mmlab.methods.oracle import oracle_of
 from mmlab.metrics import auilc, classification_report
 from mmlab.missing import (
     CPMViewMissing,
@@ -42,11 +55,12 @@ from mmlab.missing import (
     pad_masks,
     pattern_name,
 )
+from mmlab.tables import markdown_table, records_csv_text
 from mmlab.utils import atomic_write_text, torch_generator
 
 METRICS = ("accuracy", "macro_recall", "f1_weighted")
 KEYS = ("dataset", "method", "protocol", "condition")
-NON_METRICS = ("seed", "mask_seed", "n", "start_step")
+NON_METRICS = ("split", "seed", "mask_seed", "n", "start_step")
 DEFAULT_RATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 AVERAGE, AUILC = "Average", "AUILC"
 
@@ -71,10 +85,13 @@ def predict(
     train: MMDataset | None = None,
     fill: Callable | None = None,
     progress: bool = False,
+    output: Callable[[Any], torch.Tensor] | None = None,
 ) -> np.ndarray:
     """(N, C) logits of ``method`` on every row of ``data`` under ``masks`` (None = complete input).
 
     ``method`` is a `Predictor` or a plain logits function of an `MMBatch` (used by validation).
+    ``output`` replaces ``method.predict_logits`` by another function of the batch (e.g. a
+    method's ``predict_regression``, (N,) or (N, 1)).
 
     Masks are applied batch by batch with the method's fill policy (``method.fill``; "mean"
     needs ``train``, a dataset whose train rows give the means; "noise" draws from a torch
@@ -88,8 +105,8 @@ def predict(
         raise DataError(f"masks: expected {len(data)} rows (one per sample of {data.name!r}), got {len(masks)}")
     if fill is None and masks is not None:
         fill = make_fill(getattr(method, "fill", "zero"), train)
-    gen = torch_generator(seed, device)
-    logits_fn = method.predict_logits if hasattr(method, "predict_logits") else method
+    gen = torch_generator(seed, device=device)
+    logits_fn = output or (method.predict_logits if hasattr(method, "predict_logits") else method)
     module = method if isinstance(method, torch.nn.Module) else None
     was_training = module.training if module is not None else False
     out = []
@@ -104,6 +121,8 @@ def predict(
                 if masks is not None:
                     batch = mask_batch(batch, masks.take(idx), fill, generator=gen)
                 logits = logits_fn(batch.for_eval())
+                if output is not None and isinstance(logits, torch.Tensor) and logits.dim() == 1:
+                    logits = logits[:, None]
                 if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != len(idx):
                     shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
                     raise DataError(
@@ -200,21 +219,217 @@ def evaluate(
     if len(set(labels)) != len(labels):
         raise ConfigError(f"conditions: duplicate (protocol, label) pairs in {labels}")
     fill_name = getattr(method, "fill", "zero")
-    fill = make_fill(fill_name, train if train is not None or fill_name != "mean" else data)
+    fill = resolve_fill(fill_name, train if train is not None or fill_name != "mean" else data)
     mseed = seed if mask_seed is None else mask_seed
     pad = pad_masks(part)
     y = part.y
     base = {"dataset": data.name, "method": getattr(method, "name", type(method).__name__)}
+    regression = part.y_reg is not None and callable(getattr(method, "predict_regression", None))
     rows = []
     for cond in tqdm(conditions, desc=f"evaluate {base['method']}", disable=not progress):
-        masks = draw_masks(cond.generator, pad, part.modalities, mseed)
+        masks = draw_masks(cond.generator, pad, part.modalities, mseed, tokens=part.token_modalities)
         logits = predict(method, part, masks, batch_size, device, seed=mseed, fill=fill)
-        row = {**base, "protocol": cond.protocol, "condition": cond.label, "seed": seed, "mask_seed": mseed, "n": len(y)}
+        row = {**base, "protocol": cond.protocol, "condition": cond.label, "split": split or "all", "seed": seed,
+               "mask_seed": mseed, "n": len(y)}
         row.update(classification_report(y, logits.argmax(1), part.n_classes))
+        if regression:  # MMSA / CIDer regression metrics on y_reg
+            scores = predict(method, part, masks, batch_size, device, seed=mseed, fill=fill,
+                             output=method.predict_regression)[:, 0]
+            row.update(metrics.regression_report(part.y_reg, scores))
         for col, fn in (extra_metrics or {}).items():
             row[col] = float(fn(logits, y))
         rows.append(row)
     return rows + _summary_rows(rows, conditions)
+
+
+# ----------------------------------------------------------------- validation (training)
+@torch.no_grad()
+def validate_classifier(method: Predictor | Callable[[Any], torch.Tensor], data: MMDataset, patterns: str = "full",
+                        batch_size: int = 256, fill: Any = None,
+                        device: str | torch.device | None = None) -> dict[str, float]:
+    """Valid-split accuracy (WA), macro_recall (UA), f1_weighted and CE loss, averaged over
+    availability conditions: "full" (complete input), "six" (every non-empty proper subset of
+    the modalities; MMIN's selection) or "seven" (both). ``method``: a `Method` or a logits
+    function of an `MMBatch` (e.g. MMIN's teacher). ``fill`` overrides ``method.fill`` (a policy
+    name or object). Only valid-split rows are accepted: model selection never sees a test split.
+    """
+    if len(data) == 0 or set(np.unique(data.split)) != {"valid"}:
+        raise DataError(f"validate: expected rows of the 'valid' split only, got splits {sorted(set(data.split))}")
+    if patterns not in VALIDATE_ON:
+        raise ConfigError(f"validate: patterns expected one of {list(VALIDATE_ON)}, got {patterns!r}")
+    if device is None:
+        owner = method if isinstance(method, torch.nn.Module) else getattr(method, "__self__", None)
+        device = module_device(owner) if isinstance(owner, torch.nn.Module) else torch.device("cpu")
+    fill = resolve_fill(getattr(method, "fill", "zero") if fill is None else fill, None)
+    six = [p.available for p in all_patterns(data.modalities)]
+    conds = {"full": [None], "six": six, "seven": [None, *six]}[patterns]
+    pad = pad_masks(data)
+    rows = []
+    for cond in conds:
+        masks = None if cond is None else draw_masks(FixedPattern(cond), pad, data.modalities, 0)
+        logits = predict(method, data, masks, batch_size, device, fill=fill)
+        rows.append(classifier_scores(logits, data.y, data.n_classes))
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def classifier_scores(logits: np.ndarray | torch.Tensor, y: np.ndarray, n_classes: int) -> dict[str, float]:
+    """accuracy (WA), macro_recall (UA), f1_weighted and mean CE ``loss`` of (N, C) logits."""
+    lg = torch.as_tensor(logits).float().cpu()
+    pred = lg.argmax(1).numpy()
+    return {"accuracy": metrics.accuracy(y, pred), "macro_recall": metrics.macro_recall(y, pred, n_classes),
+            "f1_weighted": metrics.f1_weighted(y, pred, n_classes),
+            "loss": float(F.cross_entropy(lg, torch.as_tensor(y, dtype=torch.int64)))}
+
+
+@torch.no_grad()
+def validate(method: Method, validation: Validation, valid: MMDataset, features: FeatureBatch | None = None,
+             batch_size: int = 256, device: str | torch.device | None = None) -> dict[str, float]:
+    """Carry out a stage's `Validation` declaration on the valid split (what the Trainer calls
+    after every epoch). ``features``: the stage's cached valid features, for the ``"features"``
+    and ``"errors"`` kinds."""
+    if validation.kind == "classifier":
+        target = validation.logits if validation.logits is not None else method
+        fill = validation.fill if validation.fill is not None else getattr(method, "fill", "zero")
+        return validate_classifier(target, valid, validation.patterns, batch_size, fill=fill, device=device)
+    if features is None:
+        raise ConfigError(f"validate: Validation(kind={validation.kind!r}) needs the stage's cached valid features")
+    n = features.size
+    chunks = [FeatureBatch({k: v[i:i + batch_size] for k, v in features.items()}) for i in range(0, n, batch_size)]
+    if validation.kind == "features":
+        logits = torch.cat([validation.logits(c) for c in chunks])
+        return classifier_scores(logits, features.y.cpu().numpy(), int(logits.shape[1]))
+    parts: dict[str, list[torch.Tensor]] = {}
+    for c in chunks:
+        for k, v in validation.errors(c).items():
+            parts.setdefault(k, []).append(v.detach().float().reshape(-1))
+    return {k: float(torch.cat(v).mean()) if sum(len(t) for t in v) else math.nan for k, v in parts.items()}
+
+
+def resolve_fill(fill: Any, train: MMDataset | None) -> Callable:
+    """The one way to turn a fill policy name ("zero", "mean", "noise", "token") or a ready-made
+    policy object into a policy; "mean" needs ``train``."""
+    return make_fill(fill, train) if isinstance(fill, str) else fill
+
+
+# ----------------------------------------------------------------- oracle
+def oracle_table(data: MMDataset, split: str = "test", patterns: Sequence[Sequence[str]] | None = None) -> list[dict]:
+    """The Bayes oracle on ``split`` for full input and every availability pattern (or
+    ``patterns``): condition, accuracy, macro_recall and ``expected_accuracy`` (the mean posterior
+    of the predicted class). Needs a dataset with a known generative model (`synthetic`)."""
+    oracle = oracle_of(data)
+    mods = tuple(data.modalities)
+    if patterns is None:
+        conds = pattern_conditions(mods)
+    else:
+        conds = [Condition("pattern", "full", Full()) if tuple(p) == mods else
+                 Condition("pattern", pattern_name(tuple(p)), FixedPattern(tuple(p))) for p in patterns]
+    expected = {"expected_accuracy": lambda logits, y: float(np.exp(logits.max(1).astype(np.float64)).mean())}
+    rows = evaluate(oracle, data, split=split, conditions=conds, seed=0, extra_metrics=expected)
+    return [{"condition": r["condition"], "accuracy": r["accuracy"], "macro_recall": r["macro_recall"],
+             "expected_accuracy": r["expected_accuracy"]} for r in rows if r["condition"] != AVERAGE]
+
+
+# ----------------------------------------------------------------- generation (ADMC Table 4)
+@torch.no_grad()
+def generation_table(method: Method, data: MMDataset, split: str = "test", seed: int = 1111,
+                     sources: str = "auto", include_real: bool = True, batch_size: int = 256,
+                     device: str | torch.device | None = None) -> list[dict]:
+    """What a completing method generates (ADMC Table 4, any method with the completion
+    interface `mmlab.methods.base.Completion`): for every target modality and source set, the
+    target is made unavailable (the same seeded masks for every method), ``method.generate``
+    fills it from the sources, and the generated features alone go through the method's frozen
+    unimodal head of the target (``feature_logits``). Swept over ``method.generation_options()``.
+
+    ``sources``: "all" = every non-empty subset of the other modalities; "paper" = all the
+    others and each single one (Table 4's 9 rows for A, V, T); "auto" = "all" for up to three
+    modalities, else "paper". ``include_real`` adds the real features of each target
+    ("real->T"). Rows: protocol "generation", condition "AV->T@n=50", source, target, the
+    option values, accuracy, macro_recall, f1_weighted.
+    """
+    if not method.completes():
+        raise ConfigError(f"{method.name}: the generation protocol needs a method with the completion interface")
+    part = data.subset(split)
+    mods = tuple(part.modalities)
+    device = module_device(method) if device is None else torch.device(device)
+    mode = sources if sources != "auto" else ("all" if len(mods) <= 3 else "paper")
+    if mode not in ("all", "paper"):
+        raise ConfigError(f"sources: expected 'auto', 'all' or 'paper', got {sources!r}")
+    options = method.generation_options()
+    grid = [dict(zip(options, vals)) for vals in itertools.product(*options.values())] or [{}]
+    sep = "" if all(len(m) == 1 for m in mods) else ","
+    fill = resolve_fill(method.fill, part)
+    pad = pad_masks(part)
+    base = {"dataset": data.name, "method": method.name, "protocol": "generation", "split": split, "seed": seed,
+            "n": len(part)}
+
+    def scored(target: str, feats: torch.Tensor) -> dict[str, float]:
+        logits = method.feature_logits(target, feats).float().cpu()
+        return classification_report(part.y, logits.argmax(1).numpy(), part.n_classes)
+
+    def collect(fn: Callable[[Any], torch.Tensor], masks: Masks | None) -> torch.Tensor:
+        out = []
+        for start in range(0, len(part), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(part)))
+            batch = part.batch(idx, device=device)
+            if masks is not None:
+                batch = mask_batch(batch, masks.take(idx), fill, generator=gen_fill)
+            out.append(fn(batch.for_eval()))
+        return torch.cat(out)
+
+    method.eval()
+    rows = []
+    for target in mods:
+        others = [m for m in mods if m != target]
+        if mode == "all":
+            srcs = [c for k in range(len(others), 0, -1) for c in itertools.combinations(others, k)]
+        else:
+            srcs = [tuple(others)] + [(m,) for m in others if len(others) > 1]
+        if include_real:
+            gen_fill = torch_generator(seed, device=device)
+            real = collect(lambda b: method.real_features(b, target), None)
+            rows.append({**base, "condition": f"real->{target}", "source": target, "target": target,
+                         **{k: 0 for k in options}, **scored(target, real)})
+        for src in srcs:
+            masks = draw_masks(FixedPattern(src), pad, mods, seed)
+            for opt in grid:
+                gen_fill = torch_generator(seed, device=device)
+                gen = torch_generator(seed, "generation", target, sep.join(src), repr(sorted(opt.items())),
+                                      device=device)
+                feats = collect(lambda b: method.generate(b, target, gen, **opt), masks)
+                tag = ",".join(f"{'n' if k == 'start_step' else k}={v}" for k, v in opt.items())
+                rows.append({**base, "condition": f"{sep.join(src)}->{target}" + (f"@{tag}" if tag else ""),
+                             "source": sep.join(src), "target": target, **opt, **scored(target, feats)})
+    return rows
+
+
+# ----------------------------------------------------------------- inference throughput (bench)
+@torch.no_grad()
+def inference_throughput(method: Method, data: MMDataset, masks: Masks, batch_size: int, n_batches: int,
+                         device: str | torch.device = "cpu", seed: int = 0) -> float:
+    """Samples per second of ``method.predict_logits`` on masked, filled batches of ``data`` (rows
+    cycled), timed around the model call only, after one warm-up batch. The same batch path as
+    `predict`."""
+    dev = torch.device(device)
+    fill = resolve_fill(method.fill, data)
+    gen = torch_generator(seed, device=dev)
+    method.eval()
+    samples, seconds = 0, 0.0
+    for k in range(n_batches + 1):  # the first batch is a warm-up
+        idx = (np.arange(batch_size) + k * batch_size) % len(data)
+        batch = mask_batch(data.batch(idx, device=dev), masks.take(idx), fill, generator=gen).for_eval()
+        _sync(dev)
+        t = time.perf_counter()
+        method.predict_logits(batch)
+        _sync(dev)
+        if k > 0:
+            seconds += time.perf_counter() - t
+            samples += len(idx)
+    return samples / seconds if seconds > 0 else math.nan
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _metric_cols(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -252,8 +467,9 @@ def _summary_rows(rows: list[dict[str, Any]], conditions: Sequence[Condition]) -
 def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Mean ± std over seeds per (dataset, method, protocol, condition), in first-seen order.
 
-    Columns: the four keys, ``<metric>_mean``, ``<metric>_std`` and ``n_seeds`` (rows in the
-    group). The std is the population std (``np.std``, ddof = 0) as in MMSA's result tables,
+    Columns: the four keys (and ``split`` when results hold an extra test split),
+    ``<metric>_mean``, ``<metric>_std`` and ``n_seeds`` (rows in the group). The std is the
+    population std (``np.std``, ddof = 0) as in MMSA's result tables,
     so a single seed has std 0.
     """
     if not rows:
@@ -263,12 +479,13 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if missing:
             raise DataError(f"aggregate: row {i} has no {missing} (expected keys {list(KEYS)})")
     cols = _metric_cols(rows)
+    keys = _group_keys(rows)
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in rows:
-        groups.setdefault(tuple(r[k] for k in KEYS), []).append(r)
+        groups.setdefault(tuple(r.get(k, "test") for k in keys), []).append(r)
     out = []
     for key, members in groups.items():
-        agg: dict[str, Any] = dict(zip(KEYS, key))
+        agg: dict[str, Any] = dict(zip(keys, key))
         for c in cols:
             vals = np.array([float(r[c]) for r in members if c in r and _is_number(r[c])])
             agg[f"{c}_mean"] = float(vals.mean()) if len(vals) else math.nan
@@ -276,6 +493,12 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         agg["n_seeds"] = len(members)
         out.append(agg)
     return out
+
+
+def _group_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The four keys, plus ``split`` when any row names one other than "test" (an extra test
+    split such as ``test_ood``); rows without a split are on "test"."""
+    return [*KEYS, "split"] if any(r.get("split", "test") != "test" for r in rows) else list(KEYS)
 
 
 # ----------------------------------------------------------------- files
@@ -314,13 +537,11 @@ def results_markdown(rows: Sequence[Mapping[str, Any]], scale: float = 100.0, di
     """A Markdown table of `aggregate` (mean ± std, ×100 by default) with one row per group."""
     agg = aggregate(rows)
     cols = [c[: -len("_mean")] for c in agg[0] if c.endswith("_mean")]
-    head = [*KEYS, *cols, "n_seeds"]
+    keys = _group_keys(rows)
+    head = [*keys, *cols, "n_seeds"]
     fmt = lambda a, c: f"{a[c + '_mean'] * scale:.{digits}f} ± {a[c + '_std'] * scale:.{digits}f}"  # noqa: E731
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for a in agg:
-        cells = [str(a[k]) for k in KEYS] + [fmt(a, c) for c in cols] + [str(a["n_seeds"])]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    cells = [[str(a[k]) for k in keys] + [fmt(a, c) for c in cols] + [str(a["n_seeds"])] for a in agg]
+    return markdown_table(head, cells) + "\n"
 
 
 def write_results(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, append: bool = False) -> dict[str, Path]:
@@ -344,11 +565,7 @@ def write_results(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, append
         old = read_results(csv_path)
     everything = [*old, *[dict(r) for r in rows]]
     cols = _columns(everything)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    writer.writeheader()
-    for r in everything:
-        writer.writerow({k: (repr(float(v)) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()})
-    atomic_write_text(csv_path, buf.getvalue())
+    cells = [{k: (repr(float(v)) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()} for r in everything]
+    atomic_write_text(csv_path, records_csv_text(cells, cols))
     atomic_write_text(md_path, results_markdown(everything))
     return {"csv": csv_path, "md": md_path}

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from mmlab.data import MMDataset, load_dataset
 from mmlab.errors import ConfigError, DataError
+from mmlab.tables import csv_text
 from mmlab.utils import atomic_write_text
 
 PROTOCOLS = ("patterns", "full", "rates", "eta", "generation")
@@ -48,6 +49,19 @@ def _split_overrides(overrides: Iterable[str], methods: Sequence[str]) -> dict[s
     return routed
 
 
+def method_input(name: str, data: MMDataset, device: str = "cpu") -> MMDataset:
+    """The data method ``name`` sees: token-id modalities become features of the shared frozen
+    text encoder (`mmlab.methods.text.featurize_tokens`, computed once and cached) unless the
+    method runs a text encoder itself (``reads_tokens``)."""
+    from mmlab.methods import method_class
+
+    if data.token_modalities and not getattr(method_class(name), "reads_tokens", False):
+        from mmlab.methods.text import featurize_tokens
+
+        return featurize_tokens(data, device=device)
+    return data
+
+
 def train_method(
     name: str,
     data: str | MMDataset,
@@ -66,9 +80,9 @@ def train_method(
     from mmlab.train import TrainConfig, Trainer
     from mmlab.utils import seed_everything
 
-    data = _data(data)
+    data = method_input(name, _data(data), device)
     seed_everything(seed)
-    method = make_method(name, data, list(overrides), preset=preset)
+    method = make_method(name, data, list(overrides), preset=preset, seed=seed)
     Trainer(method, data, out, TrainConfig(seed=seed, device=device, progress=progress,
                                                    checkpoint_seconds=checkpoint_seconds)).fit()
     return method
@@ -117,6 +131,7 @@ class _Job:
     preset: str | None
     group: int = 0  # index of the dataset in the suite
     checkpoint_seconds: float = 30.0
+    test_splits: tuple[str, ...] = ("test",)
 
 
 def _run_job(job: _Job, progress: bool = False, threads: int | None = None) -> tuple[list[dict], float]:
@@ -127,9 +142,10 @@ def _run_job(job: _Job, progress: bool = False, threads: int | None = None) -> t
         torch.set_num_threads(threads)
     started = time.time()
     data = _cached_data(job.data) if isinstance(job.data, str) else job.data
+    data = method_input(job.name, data, job.device)
     method = train_method(job.name, data, job.run_dir, job.overrides, job.device, job.seed, job.preset, progress,
                           job.checkpoint_seconds)
-    rows = _evaluate_all(method, job.name, data, job.protocols, job.seed, job.device)
+    rows = _evaluate_all(method, job.name, data, job.protocols, job.seed, job.device, job.test_splits)
     return rows, time.time() - started
 
 
@@ -199,6 +215,7 @@ def compare_suite(
     workers: int = 1,
     progress: bool = True,
     checkpoint_seconds: float = 30.0,
+    test_splits: Sequence[str] = ("test",),
 ) -> dict[str, list[Path]]:
     """Compare ``methods`` on several datasets at once: ``suite`` maps a dataset name (or a
     BYO ``.npz`` path) to its protocols; the default, `FULL_SUITE`, is the full comparison.
@@ -217,7 +234,7 @@ def compare_suite(
         raise ConfigError(f"suite: dataset names {names} repeat; expected one entry per dataset")
     entries = [(key, d, p, Path(out) / d.name) for key, d, p in zip(suite, datasets, suite.values())]
     return _compare(entries, methods, seeds, Path(out), overrides, device, preset, workers, progress,
-                    checkpoint_seconds)
+                    checkpoint_seconds, test_splits)
 
 
 def compare(
@@ -232,25 +249,39 @@ def compare(
     progress: bool = True,
     workers: int = 1,
     checkpoint_seconds: float = 30.0,
+    test_splits: Sequence[str] = ("test",),
 ) -> list[Path]:
     """Train every method for every seed and evaluate all of them on the same seeded test masks.
 
     Writes ``out/results.csv`` (one row per dataset, method, protocol, condition, seed),
     ``out/results.md`` (mean ± std over seeds) and ``out/timing.csv``; returns the results'
-    paths. ``workers > 1`` runs the (method, seed) jobs in parallel processes, one torch
+    paths. ``test_splits``: the test splits to evaluate on (e.g. ``("test", "test_ood")``; a
+    ``split`` column tells them apart); training never reads any of them. ``workers > 1`` runs the (method, seed) jobs in parallel processes, one torch
     thread each; the rows are the same as with one worker. Existing results are never
     overwritten.
     """
     written = _compare([(data, _data(data), protocol, Path(out))], methods, seeds, Path(out), overrides, device, preset,
-                       workers, progress, checkpoint_seconds)
+                       workers, progress, checkpoint_seconds, test_splits)
     return next(iter(written.values()))
 
 
+def _check_test_splits(test_splits: str | Sequence[str], datasets: Sequence[MMDataset]) -> tuple[str, ...]:
+    splits = tuple(p for p in (test_splits.split(",") if isinstance(test_splits, str) else test_splits) if p)
+    if not splits or len(set(splits)) != len(splits):
+        raise ConfigError(f"--test-split: expected distinct split names, got {list(splits)}")
+    for data in datasets:
+        bad = [s for s in splits if s in ("train", "valid") or not (data.split == s).any()]
+        if bad:
+            have = sorted(set(data.split.tolist()) - {"train", "valid"})
+            raise ConfigError(f"--test-split: dataset {data.name!r} has no test split {bad}; expected some of {have}")
+    return splits
+
+
 def _compare(entries, methods, seeds, out: Path, overrides, device, preset, workers, progress,
-             checkpoint_seconds: float = 30.0) -> dict[str, list[Path]]:
+             checkpoint_seconds: float = 30.0, test_splits: Sequence[str] = ("test",)) -> dict[str, list[Path]]:
     """`compare` / `compare_suite`: ``entries`` are (name or dataset, dataset, protocols, folder)."""
     from mmlab import evaluate as ev
-    from mmlab.data.synthetic import oracle_of
+    from mmlab.methods.oracle import has_oracle, oracle_of
 
     _check_methods(methods)
     if not seeds:
@@ -261,11 +292,12 @@ def _compare(entries, methods, seeds, out: Path, overrides, device, preset, work
         if path.exists():
             raise DataError(f"{path} exists: choose a new --out folder (results are never overwritten)")
     datasets = [data for _, data, _, _ in entries]
+    test_splits = _check_test_splits(test_splits, datasets)
     routed = _split_overrides(overrides, methods)
     jobs = [
         # workers reload a named dataset rather than receive a pickled copy
         _Job(entry if workers > 1 and isinstance(entry, str) else data, name, int(seed), folder / "runs" / name / f"seed{seed}",
-             tuple(routed[name]), tuple(protocols), device, preset, group, checkpoint_seconds)
+             tuple(routed[name]), tuple(protocols), device, preset, group, checkpoint_seconds, test_splits)
         for group, ((entry, data, _, _), (protocols, folder)) in enumerate(zip(entries, plans))
         for seed in seeds for name in methods
     ]
@@ -274,35 +306,35 @@ def _compare(entries, methods, seeds, out: Path, overrides, device, preset, work
     written: dict[str, list[Path]] = {}
     for group, (data, (protocols, folder)) in enumerate(zip(datasets, plans)):
         rows = [r for job, (job_rows, _) in zip(jobs, results) if job.group == group for r in job_rows]
-        if "oracle" in data.info:
+        if has_oracle(data):
             oracle, kept = oracle_of(data), [p for p in protocols if p != "generation"]
             for seed in seeds:
-                rows += _evaluate_all(oracle, "bayes_oracle", data, kept, int(seed), "cpu")
+                rows += _evaluate_all(oracle, "bayes_oracle", data, kept, int(seed), "cpu", test_splits)
         written[data.name] = list(ev.write_results(rows, folder).values())
     wall = time.time() - started
-    lines = ["dataset,method,seed,seconds"]
-    lines += [f"{datasets[job.group].name},{job.name},{job.seed},{secs:.1f}" for job, (_, secs) in zip(jobs, results)]
-    lines.append(f"all,all,all,{wall:.1f}")
-    atomic_write_text(timing, "\n".join(lines) + "\n")
+    cells = [[datasets[job.group].name, job.name, job.seed, f"{secs:.1f}"] for job, (_, secs) in zip(jobs, results)]
+    atomic_write_text(timing, csv_text(["dataset", "method", "seed", "seconds"], [*cells, ["all", "all", "all", f"{wall:.1f}"]]))
     if progress:
         print(f"compare: {len(methods)} method(s) x {len(seeds)} seed(s) x {len(entries)} dataset(s) in {wall:.0f} s "
               f"wall ({sum(s for _, s in results):.0f} s of jobs, {workers} worker(s)); times in {timing}")
     return written
 
 
-def _evaluate_all(method, name: str, data: MMDataset, protocols: Sequence[str], seed: int, device: str) -> list[dict]:
+def _evaluate_all(method, name: str, data: MMDataset, protocols: Sequence[str], seed: int, device: str,
+                  test_splits: Sequence[str] = ("test",)) -> list[dict]:
+    """Every protocol on every test split, through `mmlab.evaluate` (the generation protocol only
+    for methods with the completion interface, `Method.completes`)."""
     from mmlab import evaluate as ev
 
     rows: list[dict] = []
     method.name = name
     train = data.subset("train")
-    for protocol in protocols:
-        if protocol == "generation":
-            # Table 4 exists only for variants with an ADN and independent ITFN heads
-            if hasattr(method, "generation_table") and getattr(method, "denoiser", None) is not None:
-                for r in method.generation_table(data, split="test", seed=seed):
-                    rows.append({"dataset": data.name, "method": name, "protocol": "generation", "seed": seed, **r})
-            continue
-        conds = conditions_for(protocol, data)
-        rows += ev.evaluate(method, data, split="test", conditions=conds, seed=seed, train=train, device=device)
+    for split in test_splits:
+        for protocol in protocols:
+            if protocol == "generation":
+                if callable(getattr(method, "completes", None)) and method.completes():
+                    rows += ev.generation_table(method, data, split=split, seed=seed, device=device)
+                continue
+            conds = conditions_for(protocol, data)
+            rows += ev.evaluate(method, data, split=split, conditions=conds, seed=seed, train=train, device=device)
     return rows

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 from mmlab.errors import DataError
 from mmlab.evaluate import AUILC, AVERAGE, KEYS, METRICS, aggregate, read_results
+from mmlab.tables import csv_text, html_table, markdown_table
 from mmlab.utils import atomic_write_text
 
 ORACLE = "bayes_oracle"
@@ -125,17 +126,7 @@ def oracle_gap(agg: list[dict[str, Any]], protocol: str, metric: str = "accuracy
     return conds, gaps, methods
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+_markdown, _html_table = markdown_table, html_table
 
 
 def _fmt_gap(v: float) -> str:
@@ -204,8 +195,6 @@ def build_report(result_dirs: Sequence[str | Path], out: str | Path, scale: floa
     ``out`` is created when missing; an existing file of the same name is never overwritten
     (`DataError` naming it: choose a new folder). Returns the written paths.
     """
-    import csv
-    import io
 
     rows = load_results(result_dirs)
     out = Path(out)
@@ -229,9 +218,7 @@ def build_report(result_dirs: Sequence[str | Path], out: str | Path, scale: floa
     for d in datasets:
         agg = aggregate([r for r in rows if r["dataset"] == d])
         header, long_rows = dataset_table(agg, scale, digits)
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows([header, *long_rows])
-        atomic_write_text(targets[d], buf.getvalue())
+        atomic_write_text(targets[d], csv_text(header, long_rows))
         written.append(targets[d])
         seeds = sorted({r.get("seed") for r in rows if r["dataset"] == d}, key=str)
         md += ["", f"## {d}", "", f"Seeds: {', '.join(map(str, seeds))}."]

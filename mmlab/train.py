@@ -6,12 +6,20 @@ A method declares its training as a list of `Stage` s (ADMC: ITFN -> ADN -> MF, 
 1. freezes everything of the method outside ``stage.modules`` (``requires_grad=False``; the
    method is put in ``eval()`` and only the stage's modules in ``train()``, so frozen parts run
    without dropout and keep their normalisation statistics);
-2. runs Adam on the stage's trainable parameters for ``epochs`` epochs. Epoch ``e`` shuffles the
-   stage data with an rng derived from ``(seed, stage index, e)`` and reseeds torch's global
-   RNG from the same triple, so a resumed run is bit-identical to an uninterrupted one;
-3. validates after every epoch (``stage.validate()``, under ``no_grad`` and ``eval()``), keeps
-   the best state by ``select_metric`` and stops early after ``patience`` epochs without
-   improvement; at the end the best state is loaded and ``stage.on_end()`` runs.
+2. builds Adam (or AdamW) over the stage's parameter groups and, when the stage declares
+   ``features``, computes its training data once from the frozen parts (cached for the stage);
+3. runs ``epochs`` epochs: one `train_step` per batch (the stage's loss -> backward -> step, or
+   its own ``step`` hook for several steps per batch). Epoch ``e`` shuffles the stage data with
+   an rng derived from ``(seed, stage index, e)`` and reseeds torch's global RNG from the same
+   triple, so a resumed run is bit-identical to an uninterrupted one;
+4. validates after every epoch by handing the stage's `Validation` declaration to
+   `mmlab.evaluate.validate` (valid split only, ``no_grad``, ``eval()``), keeps the best state by
+   ``select_metric`` and stops early after ``patience`` epochs without improvement; at the end
+   the best state is loaded and ``stage.on_end()`` runs;
+5. after the last stage, ``method.calibrate(valid)`` chooses test-time settings on the valid
+   split; what it returns is written to ``calibration.json``.
+
+The run seed reaches the method as ``method.seed``.
 
 Layout of ``out_dir``::
 
@@ -27,13 +35,12 @@ Checkpoints are plain dicts loadable with ``torch.load(path, weights_only=True)`
 state is loaded and ``on_end`` re-run), an unfinished stage continues from its ``last.pt``;
 epochs it recomputes were already in metrics.csv and are not written twice.
 
-The Trainer never reads the test split: the method's ``stages`` receive the dataset without
-its test rows.
+The Trainer never reads a test split (``test`` or any extra one such as ``test_ood``): the
+method's ``stages`` and ``calibrate`` receive the dataset without them.
 """
 
 from __future__ import annotations
 
-import contextvars
 import csv
 import hashlib
 import io
@@ -43,7 +50,7 @@ import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -51,171 +58,21 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import mmlab
-from mmlab import metrics
 from mmlab.config import to_dict
-from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError, DataError, MMLabError
-from mmlab.utils import atomic_write_bytes, atomic_write_text, resolve_device
+from mmlab.evaluate import validate as run_validation
+from mmlab.methods.base import (HIGHER_IS_BETTER, LOWER_IS_BETTER, VALIDATE_ON, FeatureBatch, Method, Stage,
+                                TrainConfig, Validation)
+from mmlab.utils import atomic_write_bytes, atomic_write_text, resolve_device, seed_sequence, torch_generator
 
-if TYPE_CHECKING:  # pragma: no cover
-    from mmlab.methods.base import Method
-
-HIGHER_IS_BETTER = ("accuracy", "macro_recall", "f1_weighted", "acc2", "acc7")
-LOWER_IS_BETTER = ("loss", "mae")
-LR_SCHEDULES = ("constant", "mmin_linear")
 CSV_HEADER = ["time", "stage", "epoch", "split", "metric", "value"]
+__all__ = ["TrainConfig", "Stage", "Validation", "FeatureBatch", "Trainer", "TrainingError", "save_checkpoint",
+           "load_checkpoint", "HIGHER_IS_BETTER", "LOWER_IS_BETTER", "VALIDATE_ON"]
 
 
 class TrainingError(MMLabError, RuntimeError):
     """Training cannot go on (e.g. a NaN loss); the message names the stage and epoch."""
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation of one stage (Adam, spec §1.4) plus run-level fields.
-
-    ``select_metric``: "macro_recall" (UA), "accuracy" (WA) or "loss" (lower is better).
-    ``lr_schedule``: "constant" or "mmin_linear" (constant for niter = epochs // 2 epochs, then
-    linear decay, spec §1.4 [rec]). ``patience`` 0 turns early stopping off; ``grad_clip`` 0 is
-    off. ``checkpoint_seconds``: ``last.pt`` is written after an epoch once this many seconds
-    have passed since the last write (0 = every epoch) and always when a stage ends, so a crash
-    loses at most that much training; a paper-size ADMC checkpoint is 0.3 GB, so writing one
-    every epoch dominated its training. ``seed``, ``device``, ``progress`` and
-    ``checkpoint_seconds`` are run-level: the Trainer's values win over a stage's own config.
-    """
-
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 5
-    select_metric: str = "macro_recall"
-    lr_schedule: str = "constant"
-    grad_clip: float = 0.0
-    seed: int = 0
-    device: str = "cpu"
-    progress: bool = True
-    eval_batch_size: int = 256
-    checkpoint_seconds: float = 30.0
-
-    def __post_init__(self) -> None:
-        def need(name: str, ok: bool, what: str) -> None:
-            if not ok:
-                raise ConfigError(f"TrainConfig.{name}: expected {what}, got {getattr(self, name)!r}")
-
-        is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
-        is_num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
-        need("epochs", is_int(self.epochs) and self.epochs >= 0, "a non-negative integer")
-        need("batch_size", is_int(self.batch_size) and self.batch_size >= 1, "a positive integer")
-        need("eval_batch_size", is_int(self.eval_batch_size) and self.eval_batch_size >= 1, "a positive integer")
-        need("patience", is_int(self.patience) and self.patience >= 0, "a non-negative integer (0 = off)")
-        need("seed", is_int(self.seed) and self.seed >= 0, "a non-negative integer")
-        need("lr", is_num(self.lr) and self.lr > 0, "a positive number")
-        need("weight_decay", is_num(self.weight_decay) and self.weight_decay >= 0, "a non-negative number")
-        need("grad_clip", is_num(self.grad_clip) and self.grad_clip >= 0, "a non-negative number (0 = off)")
-        need("select_metric", self.select_metric in HIGHER_IS_BETTER + LOWER_IS_BETTER,
-             f"one of {list(HIGHER_IS_BETTER + LOWER_IS_BETTER)}")
-        need("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {list(LR_SCHEDULES)}")
-        need("progress", isinstance(self.progress, bool), "true/false")
-        need("checkpoint_seconds", is_num(self.checkpoint_seconds) and self.checkpoint_seconds >= 0,
-             "a non-negative number of seconds (0 = every epoch)")
-
-    def lr_factor(self, epoch: int) -> float:
-        """LR multiplier for 0-based ``epoch`` (MMIN: 1 - max(0, e + 1 - niter) / (niter_decay + 1))."""
-        if self.lr_schedule == "constant":
-            return 1.0
-        niter = self.epochs // 2
-        return 1.0 - max(0, epoch + 1 - niter) / (self.epochs - niter + 1)
-
-
-LossFn = Callable[[MMBatch, np.random.Generator], "tuple[torch.Tensor, dict[str, float]]"]
-
-
-@dataclass
-class Stage:
-    """One training stage of a method.
-
-    ``modules``: the trainable parts (all must belong to the method); everything else is frozen
-    during the stage. ``loss(batch, rng)``: the training loss on a train batch (already on the
-    device) and extra floats to log; draw the stage's missingness inside it with `rng` (see
-    `random_mask_batch`). ``validate()``: metrics on the valid split, including the select
-    metric. ``config``: the stage's optimisation (defaults to the Trainer's). ``data``: the
-    training rows (default: the train split). ``on_end()``: runs after the best state is loaded
-    (also when a finished stage is skipped on resume, so keep it a function of the weights).
-    """
-
-    name: str
-    modules: list[nn.Module]
-    loss: LossFn
-    validate: Callable[[], dict[str, float]]
-    config: TrainConfig | None = None
-    data: MMDataset | None = None
-    on_end: Callable[[], None] | None = None
-
-
-# --------------------------------------------------------------------------- helpers for methods
-def random_mask_batch(batch: MMBatch, generator: Any, fill: Any, rng: np.random.Generator,
-                      torch_gen: torch.Generator | None = None) -> MMBatch:
-    """Draw masks for a train batch with the stage ``rng`` and apply them (`mmlab.missing`).
-
-    ``generator`` is any mask generator (e.g. ``RandomPattern(p_full=1/7)``); ``fill`` a fill
-    policy or its name ("zero", "noise"; "mean" needs ``make_fill("mean", train=...)``). The
-    result keeps the complete features in ``batch.complete``.
-    """
-    from mmlab import missing
-
-    pad = {m: batch.pad_mask[m].cpu().numpy() for m in batch.modalities}
-    masks = generator(pad, batch.modalities, rng)
-    if isinstance(fill, str):
-        fill = missing.make_fill(fill)
-    return missing.mask_batch(batch, masks, fill, generator=torch_gen)
-
-
-_EVAL_BATCH = contextvars.ContextVar("mmlab_eval_batch_size", default=256)
-
-
-VALIDATE_ON = ("full", "six", "seven")
-
-
-@torch.no_grad()
-def validate_classifier(method: "Method | Callable[[MMBatch], torch.Tensor]", data: MMDataset,
-                        patterns: str = "full", batch_size: int | None = None, fill: Any = None,
-                        device: str | torch.device | None = None) -> dict[str, float]:
-    """Valid-split accuracy (WA), macro_recall (UA), f1_weighted and CE loss, averaged over
-    availability conditions: the one validation every classifier stage uses.
-
-    ``method``: a `Method` (its ``predict_logits`` and ``fill``) or a logits function of an
-    `MMBatch` (e.g. MMIN's teacher). ``patterns``: "full" (complete input), "six" (every
-    non-empty proper subset of the modalities, `mmlab.missing.all_patterns`; MMIN's selection)
-    or "seven" (full + six). ``fill`` overrides ``method.fill`` (a policy name or object, e.g.
-    ``make_fill("mean", train=...)``). Logits come from `mmlab.evaluate.predict`, the loop the
-    test protocols use. Only valid-split rows are accepted: model selection never sees test.
-    """
-    from mmlab.evaluate import predict
-    from mmlab.missing import FixedPattern, all_patterns, draw_masks, make_fill, pad_masks
-
-    if len(data) == 0 or set(np.unique(data.split)) != {"valid"}:
-        raise DataError(f"validate_classifier: expected rows of the 'valid' split only, got splits {sorted(set(data.split))}")
-    if patterns not in VALIDATE_ON:
-        raise ConfigError(f"validate_classifier: patterns expected one of {list(VALIDATE_ON)}, got {patterns!r}")
-    if device is None:
-        owner = method if isinstance(method, nn.Module) else getattr(method, "__self__", None)
-        param = next(owner.parameters(), None) if isinstance(owner, nn.Module) else None
-        device = param.device if param is not None else torch.device("cpu")
-    fill = getattr(method, "fill", "zero") if fill is None else fill
-    fill = make_fill(fill) if isinstance(fill, str) else fill
-    six = [p.available for p in all_patterns(data.modalities)]
-    conds = {"full": [None], "six": six, "seven": [None, *six]}[patterns]
-    pad, y = pad_masks(data), torch.from_numpy(data.y.astype(np.int64))
-    rows = []
-    for cond in conds:
-        masks = None if cond is None else draw_masks(FixedPattern(cond), pad, data.modalities, 0)
-        lg = torch.from_numpy(predict(method, data, masks, batch_size or _EVAL_BATCH.get(), device, fill=fill))
-        pred, c = lg.argmax(1).numpy(), lg.shape[1]
-        rows.append((metrics.accuracy(data.y, pred), metrics.macro_recall(data.y, pred, c),
-                     metrics.f1_weighted(data.y, pred, c), float(nn.functional.cross_entropy(lg, y))))
-    return dict(zip(("accuracy", "macro_recall", "f1_weighted", "loss"), map(float, np.mean(rows, 0))))
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -282,7 +139,7 @@ def _clone_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def _epoch_seeds(seed: int, stage: int, epoch: int) -> tuple[np.random.Generator, np.random.Generator, int]:
     """(shuffle rng, loss rng, torch seed) for one epoch, from (seed, stage index, epoch)."""
-    ss = np.random.SeedSequence([seed, stage, epoch])
+    ss = seed_sequence(seed, stage, epoch)
     a, b = ss.spawn(2)
     return np.random.default_rng(a), np.random.default_rng(b), int(ss.generate_state(1, np.uint64)[0])
 
@@ -310,22 +167,24 @@ class Trainer:
     written (1-based epoch); an exception raised there stops the run, which `fit` can resume.
     """
 
-    def __init__(self, method: "Method", data: MMDataset, out_dir: str | Path, config: TrainConfig | None = None,
+    def __init__(self, method: Method, data: MMDataset, out_dir: str | Path, config: TrainConfig | None = None,
                  on_epoch_end: Callable[[str, int, dict[str, float]], None] | None = None):
         self.method, self.out_dir = method, Path(out_dir)
         self.config = config or TrainConfig()
         self.on_epoch_end = on_epoch_end
         self.device = resolve_device(self.config.device)
-        # the test split never goes further than this line
-        self.data = data.take(np.flatnonzero(data.split != "test"))
+        # no test split (``test`` or any extra one such as ``test_ood``) goes further than this line
+        self.data = data.training_view()
         for split in ("train", "valid"):
             if not (self.data.split == split).any():
                 raise DataError(f"Trainer: dataset {data.name!r} has no {split!r} rows")
 
     # ------------------------------------------------------------------ public
     def fit(self) -> dict[str, dict[str, Any]]:
-        """Train every stage (resuming where ``out_dir`` has checkpoints); per-stage summaries."""
+        """Train every stage (resuming where ``out_dir`` has checkpoints), then let the method
+        calibrate on the valid split; per-stage summaries (and ``"calibration"`` if any)."""
         self.method.to(self.device)
+        self.method.seed = self.config.seed
         stages = self.method.stages(self.data)
         names = [s.name for s in stages]
         for s in stages:
@@ -333,9 +192,12 @@ class Trainer:
                 raise ConfigError(f"Stage.name: expected unique names of letters, digits, '-', '_', '.', got {names}")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._write_config(stages)
-        results = {}
+        results: dict[str, dict[str, Any]] = {}
         for i, stage in enumerate(stages):
             results[stage.name] = self._run_stage(i, stage)
+        calibration = self._calibrate()
+        if calibration is not None:
+            results["calibration"] = calibration
         return results
 
     def stage_config(self, stage: Stage) -> TrainConfig:
@@ -370,6 +232,15 @@ class Trainer:
             raise ConfigError(f"{path}: exists with a different config (differs in {', '.join(_diff(old, new))}); "
                               "use a new out_dir, or resume with the same config")
 
+    def _calibrate(self) -> dict[str, Any] | None:
+        """``method.calibrate(valid)`` after training; the choice goes to ``calibration.json``."""
+        self.method.eval()
+        with torch.no_grad():
+            chosen = self.method.calibrate(self.data.subset("valid"))
+        if chosen is not None:
+            atomic_write_text(self.out_dir / "calibration.json", json.dumps(chosen, indent=2, default=float) + "\n")
+        return chosen
+
     # ------------------------------------------------------------------ metrics.csv
     def _log(self, stage: str, epoch: int, split: str, values: dict[str, float]) -> None:
         path = self.out_dir / "metrics.csv"
@@ -403,33 +274,64 @@ class Trainer:
                 if own[id(p)] and id(p) not in seen:
                     seen.add(id(p))
                     params.append(p)
-        if not params:
-            raise ConfigError(f"stage {stage.name!r}: Stage.modules has no trainable parameters")
         for p in self.method.parameters():
             p.requires_grad_(id(p) in seen)
         return params, own
+
+    def _optimizer(self, stage: Stage, cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        """Adam / AdamW over the stage's parameter groups (`Stage.param_groups`, default one group)."""
+        groups = stage.param_groups(params) if stage.param_groups is not None else [{"params": params}]
+        counted = [id(p) for g in groups for p in g["params"]]
+        if sorted(counted) != sorted(id(p) for p in params) or len(set(counted)) != len(counted):
+            raise ConfigError(f"stage {stage.name!r}: Stage.param_groups must hold every trainable parameter of the "
+                              f"stage exactly once ({len(counted)} entries for {len(params)} parameters)")
+        cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        return cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def _set_train_mode(self, stage: Stage) -> None:
         self.method.eval()
         for mod in stage.modules:
             mod.train()
 
-    def _checkpoint(self, i: int, stage: Stage, cfg: TrainConfig, st: _StageState, opt: torch.optim.Optimizer) -> dict:
+    def _checkpoint(self, i: int, stage: Stage, cfg: TrainConfig, st: _StageState,
+                    opt: torch.optim.Optimizer | None) -> dict:
         return {
             "mmlab_version": mmlab.__version__, "stage": stage.name, "stage_index": i, "epoch": st.epoch,
-            "model": self.method.state_dict(), "optimizer": opt.state_dict(), "config": to_dict(cfg),
-            "best_metric": st.best_metric, "best_epoch": st.best_epoch, "best_val": st.best_val,
-            "best_state": st.best_state, "bad_epochs": st.bad_epochs, "done": st.done, "rng": _rng_states(),
+            "model": self.method.state_dict(), "optimizer": opt.state_dict() if opt is not None else {},
+            "config": to_dict(cfg), "best_metric": st.best_metric, "best_epoch": st.best_epoch,
+            "best_val": st.best_val, "best_state": st.best_state, "bad_epochs": st.bad_epochs, "done": st.done,
+            "rng": _rng_states(),
         }
+
+    def _stage_rows(self, stage: Stage) -> MMDataset:
+        data = stage.data if stage.data is not None else self.data.subset("train")
+        if len(data) == 0 or set(np.unique(data.split)) != {"train"}:
+            raise DataError(f"stage {stage.name!r}: Stage.data must hold train-split rows only, "
+                            f"got splits {sorted(set(data.split))}")
+        return data
+
+    @torch.no_grad()
+    def _features(self, i: int, stage: Stage, rows: MMDataset, split: str, cfg: TrainConfig) -> FeatureBatch:
+        """``stage.features`` over ``rows`` in order (frozen parts, eval mode), cached for the stage.
+        The generator derives from (seed, stage index, split), so a resumed stage gets the same."""
+        self.method.eval()
+        gen = torch_generator(cfg.seed, i, "features", split, device=self.device)
+        chunks = [stage.features(b, split, gen) for b in rows.iter_batches(cfg.eval_batch_size, device=self.device)]
+        out = FeatureBatch({k: torch.cat([c[k] for c in chunks]) for k in chunks[0]})
+        n = len(rows)
+        bad = [k for k, v in out.items() if v.shape[0] != n]
+        if bad:
+            raise DataError(f"stage {stage.name!r}: Stage.features returned {bad} with a first dimension other than "
+                            f"the batch size")
+        out["y"] = torch.as_tensor(rows.y.astype(np.int64), device=self.device)
+        out["index"] = torch.arange(n, device=self.device)
+        return out
 
     def _run_stage(self, i: int, stage: Stage) -> dict[str, Any]:
         cfg = self.stage_config(stage)
         ck_dir = self.out_dir / "checkpoints" / stage.name
         last, best = ck_dir / "last.pt", ck_dir / "best.pt"
-        data = stage.data if stage.data is not None else self.data.subset("train")
-        if len(data) == 0 or set(np.unique(data.split)) != {"train"}:
-            raise DataError(f"stage {stage.name!r}: Stage.data must hold train-split rows only, "
-                            f"got splits {sorted(set(data.split))}")
+        rows = self._stage_rows(stage)
         st = _StageState()
         ckpt = load_checkpoint(last, self.device) if last.exists() else None
         if ckpt is not None and ckpt.get("stage") != stage.name:
@@ -441,27 +343,39 @@ class Trainer:
             return st.summary()
 
         params, flags = self._freeze(stage)
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if params and stage.loss is None and stage.step is None:
+            raise ConfigError(f"stage {stage.name!r}: has trainable parameters but neither loss= nor step=")
+        opt = self._optimizer(stage, cfg, params) if params else None
+        base_lrs = [g["lr"] for g in opt.param_groups] if opt is not None else []
         if ckpt is not None:
             self.method.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
+            if opt is not None:
+                opt.load_state_dict(ckpt["optimizer"])
             st = self._restore_state(ckpt)
             _set_rng_states(ckpt["rng"])
         if st.best_state is None:
             st.best_state = _clone_state(self.method)
         ck_dir.mkdir(parents=True, exist_ok=True)
+        feats = valid_feats = None
+        if stage.features is not None:
+            feats = self._features(i, stage, rows, "train", cfg)
+            if stage.validate.kind != "classifier":
+                valid_feats = self._features(i, stage, self.data.subset("valid"), "valid", cfg)
         higher = cfg.select_metric in HIGHER_IS_BETTER
         # epochs past the checkpoint that a crashed run already logged: training is deterministic,
         # so they are recomputed identically and not logged twice (metrics.csv stays append-only)
         logged = self._logged_epochs(stage.name)
         saved_at = -math.inf  # the first epoch of a (resumed) stage always writes last.pt
-        token = _EVAL_BATCH.set(cfg.eval_batch_size)
-        bar = tqdm(total=cfg.epochs, initial=st.epoch, desc=stage.name, disable=not cfg.progress)
+        epochs = cfg.epochs if params else min(cfg.epochs, 1)  # nothing to optimise: validate once
+        bar = tqdm(total=epochs, initial=st.epoch, desc=stage.name, disable=not cfg.progress)
         try:
-            while st.epoch < cfg.epochs and not (cfg.patience and st.bad_epochs >= cfg.patience):
-                train_logs = self._train_epoch(i, stage, cfg, data, opt, params, st.epoch)
+            while st.epoch < epochs and not (cfg.patience and st.bad_epochs >= cfg.patience):
+                if opt is not None:
+                    train_logs = self._train_epoch(i, stage, cfg, rows, feats, opt, base_lrs, params, st.epoch)
+                else:
+                    train_logs = {}
                 st.epoch += 1
-                val = self._validate(stage, cfg, st.epoch)
+                val = self._validate(stage, cfg, st.epoch, valid_feats)
                 m = val[cfg.select_metric]
                 if st.best_metric is None or (m > st.best_metric if higher else m < st.best_metric):
                     st.best_metric, st.best_epoch, st.best_val, st.bad_epochs = m, st.epoch, val, 0
@@ -469,18 +383,21 @@ class Trainer:
                 else:
                     st.bad_epochs += 1
                 if st.epoch > logged:
-                    self._log(stage.name, st.epoch, "train", train_logs)
+                    if train_logs:
+                        self._log(stage.name, st.epoch, "train", train_logs)
                     self._log(stage.name, st.epoch, "valid", val)
                 if time.monotonic() - saved_at >= cfg.checkpoint_seconds:
                     save_checkpoint(last, self._checkpoint(i, stage, cfg, st, opt))
                     saved_at = time.monotonic()
-                bar.set_postfix({"loss": f"{train_logs['loss']:.4f}", cfg.select_metric: f"{m:.4f}"}, refresh=False)
+                postfix = {cfg.select_metric: f"{m:.4f}"}
+                if "loss" in train_logs:
+                    postfix = {"loss": f"{train_logs['loss']:.4f}", **postfix}
+                bar.set_postfix(postfix, refresh=False)
                 bar.update(1)
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(stage.name, st.epoch, {**{f"train_{k}": v for k, v in train_logs.items()}, **val})
         finally:
             bar.close()
-            _EVAL_BATCH.reset(token)
             for p in self.method.parameters():
                 p.requires_grad_(flags[id(p)])
         self.method.load_state_dict(st.best_state)
@@ -493,35 +410,62 @@ class Trainer:
         self._end_stage(i, stage)
         return st.summary()
 
-    def _train_epoch(self, i: int, stage: Stage, cfg: TrainConfig, data: MMDataset, opt: torch.optim.Optimizer,
-                     params: list[nn.Parameter], epoch: int) -> dict[str, float]:
+    def _batches(self, rows: MMDataset, feats: FeatureBatch | None, cfg: TrainConfig, rng: np.random.Generator):
+        """Shuffled train batches: `MMBatch` es of the stage rows, or `FeatureBatch` es of its cache."""
+        if feats is None:
+            yield from rows.iter_batches(cfg.batch_size, shuffle=True, rng=rng, device=self.device)
+            return
+        order = torch.as_tensor(rng.permutation(len(rows)), device=self.device)
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            yield FeatureBatch({k: v[idx] for k, v in feats.items()})
+
+    def train_step(self, stage: Stage, cfg: TrainConfig, batch: Any, rng: np.random.Generator,
+                   opt: torch.optim.Optimizer, params: list[nn.Parameter], where: str = "") -> dict[str, float]:
+        """One optimisation step on one batch: the stage's ``step`` hook, or loss -> backward ->
+        (clip) -> step. Returns the floats to log (``"loss"`` among them)."""
+        if stage.step is not None:
+            logs = {k: float(v) for k, v in stage.step(batch, rng, [opt]).items()}
+            if "loss" not in logs:
+                raise ConfigError(f"stage {stage.name!r}: Stage.step must return a dict with a 'loss' entry")
+            if not math.isfinite(logs["loss"]):
+                raise TrainingError(f"stage {stage.name!r}{where}: the loss is {logs['loss']} "
+                                    "(lower the lr, set grad_clip, or check the inputs)")
+            return logs
+        loss, logs = stage.loss(batch, rng)
+        if not torch.isfinite(loss.detach()).all():
+            raise TrainingError(f"stage {stage.name!r}{where}: the loss is {loss.item()} "
+                                "(lower the lr, set grad_clip, or check the inputs)")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        return {"loss": float(loss.detach()), **{k: float(v) for k, v in logs.items()}}
+
+    def _train_epoch(self, i: int, stage: Stage, cfg: TrainConfig, rows: MMDataset, feats: FeatureBatch | None,
+                     opt: torch.optim.Optimizer, base_lrs: list[float], params: list[nn.Parameter],
+                     epoch: int) -> dict[str, float]:
         shuffle_rng, loss_rng, torch_seed = _epoch_seeds(cfg.seed, i, epoch)
         torch.manual_seed(torch_seed)
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * cfg.lr_factor(epoch)
+        factor = cfg.lr_factor(epoch)
+        for g, base in zip(opt.param_groups, base_lrs):
+            g["lr"] = base * factor
         self._set_train_mode(stage)
         sums: dict[str, float] = {}
         n = 0
-        for b, batch in enumerate(data.iter_batches(cfg.batch_size, shuffle=True, rng=shuffle_rng, device=self.device)):
-            loss, logs = stage.loss(batch, loss_rng)
-            if not torch.isfinite(loss.detach()).all():
-                raise TrainingError(f"stage {stage.name!r}, epoch {epoch + 1}, batch {b}: the loss is {loss.item()} "
-                                    "(lower the lr, set grad_clip, or check the inputs)")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
+        for b, batch in enumerate(self._batches(rows, feats, cfg, shuffle_rng)):
+            logs = self.train_step(stage, cfg, batch, loss_rng, opt, params, f", epoch {epoch + 1}, batch {b}")
             k = batch.size
             n += k
-            for name, v in {"loss": float(loss.detach()), **logs}.items():
-                sums[name] = sums.get(name, 0.0) + float(v) * k
-        return {**{name: v / max(n, 1) for name, v in sums.items()}, "lr": cfg.lr * cfg.lr_factor(epoch)}
+            for name, v in logs.items():
+                sums[name] = sums.get(name, 0.0) + v * k
+        return {**{name: v / max(n, 1) for name, v in sums.items()}, "lr": cfg.lr * factor}
 
-    def _validate(self, stage: Stage, cfg: TrainConfig, epoch: int) -> dict[str, float]:
+    def _validate(self, stage: Stage, cfg: TrainConfig, epoch: int, valid_feats: FeatureBatch | None) -> dict[str, float]:
         self.method.eval()
-        with torch.no_grad():
-            val = {k: float(v) for k, v in stage.validate().items()}
+        val = run_validation(self.method, stage.validate, self.data.subset("valid"), features=valid_feats,
+                             batch_size=cfg.eval_batch_size, device=self.device)
         if cfg.select_metric not in val:
             raise ConfigError(f"stage {stage.name!r}: select_metric {cfg.select_metric!r} is not among the "
                               f"validation metrics {sorted(val)}")
@@ -540,4 +484,3 @@ class Trainer:
         if stage.on_end is not None:
             torch.manual_seed(_epoch_seeds(self.config.seed, i, 10**6)[2])
             stage.on_end()
-

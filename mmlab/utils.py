@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import tempfile
@@ -14,18 +15,51 @@ import torch
 from mmlab.errors import ConfigError
 
 
+def seed_sequence(*parts: int | str) -> np.random.SeedSequence:
+    """The one way to derive randomness from a seed: ``SeedSequence`` over ``parts``.
+
+    Integers enter as they are, so ``numpy_rng(1111)`` is ``np.random.default_rng(1111)`` and
+    ``numpy_rng(seed, stage, epoch)`` is ``default_rng(SeedSequence([seed, stage, epoch]))``;
+    a string part (e.g. ``"predict"``) enters as the first 32 bits of its SHA-256.
+    """
+    words: list[int] = []
+    for p in parts:
+        if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, np.integer, str)):
+            raise ConfigError(f"seed part: expected a non-negative integer or a string, got {p!r}")
+        if isinstance(p, str):
+            words.append(int.from_bytes(hashlib.sha256(p.encode()).digest()[:4], "little"))
+        elif p < 0:
+            raise ConfigError(f"seed part: expected a non-negative integer, got {p!r}")
+        else:
+            words.append(int(p))
+    if not words:
+        raise ConfigError("seed_sequence: expected at least one seed part")
+    return np.random.SeedSequence(words[0] if len(words) == 1 else words)
+
+
+def numpy_rng(*parts: int | str) -> np.random.Generator:
+    """A numpy generator for ``parts`` (`seed_sequence`); never the global numpy state."""
+    return np.random.default_rng(seed_sequence(*parts))
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A 63-bit integer seed for ``parts`` (`seed_sequence`), e.g. for ``torch.manual_seed``."""
+    return int(seed_sequence(*parts).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def torch_generator(*parts: int | str, device: str | torch.device = "cpu") -> torch.Generator:
+    """An explicit torch generator. One integer part seeds it directly (``manual_seed(seed)``);
+    several parts go through `derive_seed`."""
+    g = torch.Generator(device=device)
+    g.manual_seed(int(parts[0]) if len(parts) == 1 and not isinstance(parts[0], str) else derive_seed(*parts))
+    return g
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (CPU and CUDA) global generators."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def torch_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
-    """An explicit torch generator, seeded."""
-    g = torch.Generator(device=device)
-    g.manual_seed(int(seed))
-    return g
 
 
 def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:

@@ -332,9 +332,9 @@ def _html_table(rows: Sequence[Mapping[str, Any]]) -> str:
     cols: list[str] = []
     for r in rows:
         cols += [c for c in r if c not in cols]
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    from mmlab.tables import html_table
+
+    return html_table(cols, [[_fmt(r.get(c, "")) for c in cols] for r in rows], escape_cells=False)
 
 
 def _notebook_title(path: Path) -> str:

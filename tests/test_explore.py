@@ -183,7 +183,7 @@ def test_diffusion_view_rejects_bad_settings(dstate, kwargs):
 
 
 def test_helpers_of_notebooks_02_03(dstate, data):
-    from mmlab.data.synthetic import oracle_of
+    from mmlab.methods.oracle import oracle_of
 
     rows = explore.itfn_table(dstate, oracle_of(data))
     assert [r["modality"] for r in rows] == ["A", "V", "T"] and all("oracle_accuracy" in r for r in rows)

@@ -7,7 +7,8 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from mmlab.data import load_dataset
-from mmlab.data.synthetic import PRESETS, LinearGaussianModel, SyntheticConfig, make_synthetic, oracle_table
+from mmlab.data.synthetic import PRESETS, LinearGaussianModel, SyntheticConfig, make_synthetic
+from mmlab.evaluate import oracle_table
 from mmlab.errors import ConfigError
 
 SMALL = SyntheticConfig(dims=(3, 4, 5), min_len=(2, 2, 1), max_len=(5, 5, 4), d_shared_class=2, d_shared_free=2, d_private=2)

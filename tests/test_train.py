@@ -18,16 +18,10 @@ from mmlab.errors import ConfigError, DataError
 from mmlab.methods.base import Method
 from mmlab.methods.reference import ZeroFillLateFusion, ZeroFillLateFusionConfig
 from mmlab.nn.encoders import EncoderConfig
-from mmlab.train import (
-    Stage,
-    TrainConfig,
-    Trainer,
-    TrainingError,
-    load_checkpoint,
-    random_mask_batch,
-    save_checkpoint,
-    validate_classifier,
-)
+from mmlab.evaluate import validate_classifier
+from mmlab.methods.base import Validation
+from mmlab.missing import random_mask_batch
+from mmlab.train import Stage, TrainConfig, Trainer, TrainingError, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -345,12 +339,10 @@ class NaNMethod(Method):
         return self.w.expand(batch.size, 3)
 
     def stages(self, data):
-        valid = data.subset("valid")
-
         def loss(batch, rng):
             return F.cross_entropy(self.predict_logits(batch), batch.y) * (float("nan") if self.w.sum() != 0 else 1.0), {}
 
-        return [Stage("only", [self], loss, lambda: validate_classifier(self, valid))]
+        return [Stage("only", [self], loss, Validation())]
 
 
 def test_nan_loss_names_stage_and_epoch(tmp_path):
@@ -364,7 +356,8 @@ def test_unknown_select_metric_in_validation(tmp_path):
     m = NaNMethod()
     (stage,) = m.stages(data)
     stage.loss = lambda b, r: (F.cross_entropy(m.predict_logits(b), b.y), {})
-    stage.validate = lambda: {"accuracy": 0.5}
+    stage.validate = Validation(kind="errors", errors=lambda fb: {"accuracy": fb.y.float()})
+    stage.features = lambda b, split, g: {"y2": b.y}
     m.stages = lambda d: [stage]
     with pytest.raises(ConfigError, match="select_metric 'macro_recall'.*accuracy"):
         Trainer(m, data, tmp_path, TrainConfig(epochs=1, progress=False)).fit()

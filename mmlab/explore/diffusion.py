@@ -3,7 +3,6 @@ real vs generated features in 2-D, the unimodal head on generated features, traj
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -13,7 +12,6 @@ import torch
 
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError
-from mmlab.metrics import accuracy, macro_recall
 from mmlab.missing import draw_masks, pad_masks, pattern_name
 from mmlab.explore.common import PROJECTIONS, SAMPLERS, _LRU
 from mmlab.explore.missingness import make_generator
@@ -94,8 +92,7 @@ def _completion(state: DiffusionState, modality: str, start_step: int, sampler: 
         feats = state.feats
         known = torch.ones(feats.shape[:2], dtype=torch.bool, device=feats.device)
         known[:, j] = False
-        seed = int(hashlib.sha1(repr((state.seed,) + key).encode()).hexdigest()[:8], 16)
-        gen = torch_generator(seed, feats.device)
+        gen = torch_generator(state.seed, "completion", *map(str, key), device=feats.device)
         with torch.no_grad():
             x0, traj = state.method.complete(feats, known, start_step=start_step, sampler=sampler,
                                              num_steps=num_steps or None, generator=gen, return_trajectory=True)
@@ -109,16 +106,17 @@ def _completion(state: DiffusionState, modality: str, start_step: int, sampler: 
 
 
 def _head_scores(state: DiffusionState, modality: str, z: torch.Tensor) -> dict[str, float]:
-    """Table 4 (A14): the frozen unimodal ITFN head on (de-standardised) features of ``modality``."""
+    """Table 4 (A14): the frozen unimodal ITFN head (``feature_logits``) on the de-standardised
+    features of ``modality``, scored by `mmlab.evaluate.classifier_scores`."""
+    from mmlab.evaluate import classifier_scores
+
     m, j = state.method, _index(state, modality)
     full = torch.zeros(len(z), len(state.modalities), z.shape[-1], dtype=z.dtype, device=z.device)
     full[:, j] = z
     with torch.no_grad():
-        raw = m.standardizer.inverse(full)[:, j]
-        pred = m.itfn_heads[modality](raw).argmax(1).cpu().numpy()
-    y = state.part.y
-    return {"accuracy": accuracy(y, pred), "macro_recall": macro_recall(y, pred, n_classes=state.part.n_classes),
-            "pred": pred}
+        logits = m.feature_logits(modality, m.standardizer.inverse(full)[:, j]).float().cpu()
+    scores = classifier_scores(logits, state.part.y, state.part.n_classes)
+    return {"accuracy": scores["accuracy"], "macro_recall": scores["macro_recall"], "pred": logits.argmax(1).numpy()}
 
 
 def _real(state: DiffusionState, modality: str) -> np.ndarray:
@@ -260,8 +258,10 @@ def itfn_table(state: "DiffusionState", oracle: Any | None = None) -> list[dict[
             from mmlab.evaluate import predict
 
             masks = draw_masks(make_generator("fixed", pattern_name([m])), pad_masks(state.part), state.modalities, 0)
-            pred = predict(oracle, state.part, masks).argmax(1)
-            row["oracle_accuracy"] = accuracy(state.part.y, pred)
+            from mmlab.evaluate import classifier_scores
+
+            logits = predict(oracle, state.part, masks)
+            row["oracle_accuracy"] = classifier_scores(logits, state.part.y, state.part.n_classes)["accuracy"]
         rows.append(row)
     return rows
 

@@ -40,7 +40,7 @@ class MissingnessState:
 def missingness_state(data: MMDataset, method: Any, split: str = "test", max_samples: int | None = None,
                       oracle: bool = True) -> MissingnessState:
     """A `MissingnessState` over ``split`` (its first ``max_samples`` rows when given)."""
-    from mmlab.data.synthetic import oracle_of
+    from mmlab.methods.oracle import oracle_of
 
     part = data.subset(split)
     if max_samples is not None:

@@ -46,8 +46,10 @@ def method_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
-def make_method(name: str, data, overrides: Iterable[str] | dict[str, Any] = (), preset: str | None = None):
-    """Build method ``name`` for dataset ``data`` with its registered overrides, then the user's.
+def make_method(name: str, data, overrides: Iterable[str] | dict[str, Any] = (), preset: str | None = None,
+                seed: int = 0):
+    """Build method ``name`` for dataset ``data`` with its registered overrides, then the user's;
+    ``seed`` is the run seed every generator of the method derives from (``method.seed``).
 
     Each method class exposes ``Config`` (its dataclass), optional ``PRESETS`` {name: overrides},
     and ``__init__(cfg, data)``.
@@ -64,5 +66,5 @@ def make_method(name: str, data, overrides: Iterable[str] | dict[str, Any] = (),
     cfg = apply_overrides(cfg, METHODS[name][1])
     cfg = apply_overrides(cfg, overrides)
     method = cls(cfg, data)
-    method.name = name
+    method.name, method.seed = name, int(seed)
     return method

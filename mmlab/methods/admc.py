@@ -57,8 +57,10 @@ Choices where the paper is silent (spec §1.9; [rec] = the spec's recommendation
 - A14 Table 4: the generated feature alone through the frozen unimodal ITFN head.
 - A15 WA = accuracy, UA = macro recall (`mmlab.metrics`).
 - A16/A17 protocols live in `mmlab.evaluate`; Use_ITFN = Zero_Padding (``admc_use_itfn``).
-- A18 seeds: everything derives from ``seed`` (completions use explicit generators seeded by
-  the seed and the batch's sample ids, so the same batch gets the same completions).
+- A18 seeds: everything derives from the run seed (``method.seed``, set by the Trainer):
+  completions use explicit generators seeded by the run seed and the batch's sample ids, so the
+  same batch gets the same completions and two seeds give different ones; the completions the
+  MF stages train on come from the Trainer's feature generator (run seed, stage).
 - "w/o ADN" fills missing tokens with 0 in the standardised space (the train mean) and trains
   the per-scenario MFs on those inputs. ``n_completions`` K > 1 averages the MF's class
   probabilities over K independent completions.
@@ -74,10 +76,8 @@ outputs (no A8 statistics while the encoders still move). The ablations run MMCR
 from __future__ import annotations
 
 import itertools
-import warnings
-import zlib
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -88,13 +88,12 @@ from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError, DataError
 from mmlab.methods import register_method
-from mmlab.methods.base import Method
-from mmlab.metrics import accuracy, macro_recall
+from mmlab.methods.base import FeatureBatch, Method, Stage, TrainConfig, Validation
+from mmlab.missing import pattern_name
 from mmlab.nn.attention import AttentionDenoiser, DenoiserConfig, FusionConfig, ModalityTokenTransformer
 from mmlab.nn.diffusion import DiffusionConfig, GaussianDiffusion
 from mmlab.nn.encoders import EncoderConfig, MLPHead, make_encoder
-from mmlab.train import Stage, TrainConfig
-from mmlab.utils import resolve_device
+from mmlab.utils import resolve_device, torch_generator
 
 
 # ============================================================================ configs
@@ -151,8 +150,8 @@ class ADMCConfig:
     standardize: bool = True  # A8
     n_completions: int = 16  # K completions averaged at inference (paper preset: 1)
     sample_steps: int | None = 10  # DDPM transitions from n to 0 (None: every step, the paper; k: respaced)
-    eval_batch_size: int = 1024  # chunk size for caching features and completions
-    seed: int = 0
+    eval_batch_size: int = 1024  # chunk size for completions
+    table4_steps: tuple[int, ...] = (30, 50, 80)  # start steps n the generation protocol sweeps (Table 4)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -195,18 +194,9 @@ class Standardizer(nn.Module):
 
 
 def pattern_key(available: Sequence[str]) -> str:
-    """("A", "V") -> "AV"; longer names are joined by "-": ("fou", "mor") -> "fou-mor"."""
-    return ("" if all(len(m) == 1 for m in available) else "-").join(available)
-
-
-def _metrics(logits: Tensor, y: Tensor, n_classes: int) -> dict[str, float]:
-    y_np, pred = y.cpu().numpy(), logits.argmax(1).cpu().numpy()
-    return {"accuracy": accuracy(y_np, pred), "macro_recall": macro_recall(y_np, pred, n_classes=n_classes),
-            "loss": float(F.cross_entropy(logits.float(), y))}
-
-
-def _seed(*parts: object) -> int:
-    return zlib.crc32(repr(parts).encode())
+    """A module name for a pattern (`mmlab.missing.pattern_name` without braces; "." and "," are
+    not allowed in module names): ("A", "V") -> "AV", ("fou", "mor") -> "fou-mor"."""
+    return pattern_name(available)[1:-1].replace(",", "-")
 
 
 # ============================================================================ the method
@@ -275,8 +265,6 @@ class ADMC(Method):
         self.mfs = nn.ModuleDict(mfs)
         counts = np.bincount(data.y[data.split == "train"], minlength=C) + 1.0
         self.register_buffer("log_prior", torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32))
-        self._cache: dict[tuple, object] = {}
-        self._data: MMDataset | None = None
         self.to(resolve_device(cfg.device))
 
     @property
@@ -326,9 +314,8 @@ class ADMC(Method):
                           for i in range(0, len(x), bs)]) if len(x) else x.clone()
 
     def _generator(self, *parts: object) -> torch.Generator:
-        g = torch.Generator(device=self._device)
-        g.manual_seed(_seed(self.cfg.seed, *parts))
-        return g
+        """A generator from the run seed and ``parts`` (`mmlab.utils.torch_generator`)."""
+        return torch_generator(self.seed, *map(str, parts), device=self._device)
 
     # ------------------------------------------------------------------ scenarios
     def _mf_key(self, avail_row: Sequence[bool]) -> str:
@@ -382,62 +369,27 @@ class ADMC(Method):
             out[idx] = self._logits(key, tokens, avail[idx])
         return out.to(device)
 
-    # ------------------------------------------------------------------ cached split features
-    def _split(self, split: str) -> dict:
-        """Standardised features of a train/valid split, computed once the encoders are frozen."""
-        key = ("split", split)
-        if key not in self._cache:
-            if self._data is None:
-                raise ConfigError("ADMC: features are cached from the data given to stages(); call stages() first")
-            part = self._data.subset(split)
-            bs, chunks = self.cfg.eval_batch_size, []
-            with torch.no_grad():
-                for batch in part.iter_batches(bs, device=self._device):
-                    chunks.append(self.encode(batch))
-            self._cache[key] = {"F": torch.cat(chunks), "y": torch.as_tensor(part.y, device=self._device),
-                                "row": {i: k for k, i in enumerate(part.ids.tolist())}}
-        return self._cache[key]
-
-    def _rows(self, split: str, ids: Sequence[str]) -> Tensor:
-        row = self._split(split)["row"]
-        try:
-            return torch.tensor([row[i] for i in ids], device=self._device)
-        except KeyError as err:
-            raise DataError(f"ADMC: sample id {err.args[0]!r} is not in the cached {split!r} split") from None
-
-    def _scenario_data(self, key: str, split: str) -> dict:
-        """Cached MF inputs of one scenario on a split: tokens (K, N, M, d) and avail (K, N, M)."""
-        ck = ("scenario", key, split)
-        if ck not in self._cache:
-            s = self._split(split)
-            feats, N, M = s["F"], len(s["F"]), len(self.modalities)
-            draws = self.cfg.mf.train_completions if split == "train" else self.cfg.n_completions
-            gen = self._generator("scenario", key, split)
-            with torch.no_grad():
-                if key == "shared":  # uniform random missing pattern per sample and draw
-                    rows = torch.tensor([[m in p for m in self.modalities] for p in self.patterns], device=self._device)
-                    n_draw = self.cfg.mf.shared_draws if split == "train" else 1
-                    pick = torch.randint(len(rows), (n_draw, N), generator=gen, device=self._device)
-                    avail = rows[pick]  # (R, N, M)
-                    tok = torch.cat([self._tokens(key, feats, avail[r], 1 if split == "train" else draws, gen)
-                                     for r in range(n_draw)])
-                    avail = avail if split == "train" else avail.expand(len(tok), -1, -1)
-                elif key in ("full", "mmer"):
-                    avail = torch.ones(1, N, M, dtype=torch.bool, device=self._device)
-                    tok = self._tokens(key, feats, avail[0], draws, gen)
-                    avail = avail.expand(len(tok), -1, -1)
-                else:
-                    names = self._pattern_of[key]
-                    row = torch.tensor([m in names for m in self.modalities], device=self._device)
-                    avail = row.expand(N, M)
-                    tok = self._tokens(key, feats, avail, draws, gen)
-                    avail = avail.expand(len(tok), N, M)
-            self._cache[ck] = {"tokens": tok, "avail": avail}
-        return self._cache[ck]
-
-    def _drop(self, *prefix: object) -> None:
-        for k in [k for k in self._cache if k[: len(prefix)] == prefix]:
-            del self._cache[k]
+    def _scenario_tokens(self, key: str, feats: Tensor, split: str, gen: torch.Generator) -> dict[str, Tensor]:
+        """MF inputs of one scenario for a batch of standardised features: ``tokens`` (B, K, M, d)
+        and ``avail`` (B, K, M); K = ``mf.train_completions`` on train, ``n_completions`` else."""
+        N, M = len(feats), len(self.modalities)
+        draws = self.cfg.mf.train_completions if split == "train" else self.cfg.n_completions
+        if key == "shared":  # uniform random missing pattern per sample and draw
+            rows = torch.tensor([[m in p for m in self.modalities] for p in self.patterns], device=feats.device)
+            n_draw = self.cfg.mf.shared_draws if split == "train" else 1
+            avail = rows[torch.randint(len(rows), (n_draw, N), generator=gen, device=feats.device)]  # (R, N, M)
+            tok = torch.cat([self._tokens(key, feats, avail[r], 1 if split == "train" else draws, gen)
+                             for r in range(n_draw)])
+            avail = avail if split == "train" else avail.expand(len(tok), -1, -1)
+        elif key in ("full", "mmer"):
+            tok = self._tokens(key, feats, torch.ones(N, M, dtype=torch.bool, device=feats.device), draws, gen)
+            avail = torch.ones(len(tok), N, M, dtype=torch.bool, device=feats.device)
+        else:
+            names = self._pattern_of[key]
+            row = torch.tensor([m in names for m in self.modalities], device=feats.device)
+            tok = self._tokens(key, feats, row.expand(N, M), draws, gen)
+            avail = row.expand(len(tok), N, M)
+        return {"tokens": tok.transpose(0, 1), "avail": avail.transpose(0, 1)}
 
     # ------------------------------------------------------------------ stages
     def stages(self, data: MMDataset) -> list[Stage]:
@@ -445,12 +397,12 @@ class ADMC(Method):
         if tuple(data.modalities) != self.modalities:
             raise DataError(f"ADMC.stages: data has modalities {data.modalities}, the method was built for "
                             f"{self.modalities}")
-        self._data, self._cache = data, {}
         cfg, out = self.cfg, []
+        train = data.subset("train")
         if cfg.itfn.training == "independent":
-            out += [self._itfn_stage(m, last=(m == self.modalities[-1])) for m in self.modalities]
+            out += [self._itfn_stage(m, train if m == self.modalities[-1] else None) for m in self.modalities]
         elif cfg.itfn.training == "joint":
-            out.append(self._joint_stage())
+            out.append(self._joint_stage(train))
         else:
             return [self._end_to_end_stage()]
         if self.denoiser is not None:
@@ -461,47 +413,34 @@ class ADMC(Method):
             out.append(self._mf_stage("mmer"))
         return out
 
-    def _valid_batches(self):
-        return self._data.subset("valid").iter_batches(self.cfg.eval_batch_size, device=self._device)
-
-    def _fit_standardizer(self) -> None:
-        """After the encoders are frozen: train statistics for A8, then drop the feature caches."""
-        self._cache = {}
-        if self.cfg.standardize:
-            with torch.no_grad():
-                raw = torch.cat([self.raw_features(b) for b in
-                                 self._data.subset("train").iter_batches(self.cfg.eval_batch_size, device=self._device)])
-            self.standardizer.fit(raw)
-        self._cache = {}
+    def _standardizer_fit(self, train: MMDataset):
+        """After the encoders are frozen: the train statistics of A8."""
+        def fit() -> None:
+            if self.cfg.standardize:
+                with torch.no_grad():
+                    raw = torch.cat([self.raw_features(b) for b in
+                                     train.iter_batches(self.cfg.eval_batch_size, device=self._device)])
+                self.standardizer.fit(raw)
+        return fit
 
     # (a) ITFN: Enc_m + FC head on single-modality classification, then frozen (§3.1)
-    def _itfn_stage(self, m: str, last: bool) -> Stage:
+    def _itfn_stage(self, m: str, train: MMDataset | None) -> Stage:
         enc, head = self.encoders[m], self.itfn_heads[m]
 
         def loss(batch: MMBatch, rng: np.random.Generator):
             return F.cross_entropy(head(enc(batch.feats[m], batch.obs_mask[m])), batch.y), {}
 
-        def validate() -> dict[str, float]:
-            logits, ys = [], []
-            for b in self._valid_batches():
-                logits.append(head(enc(b.feats[m], b.obs_mask[m])))
-                ys.append(b.y)
-            return _metrics(torch.cat(logits), torch.cat(ys), self.n_classes)
-
-        return Stage(f"itfn_{m}", [enc, head], loss, validate, config=self.cfg.itfn.train,
-                     on_end=self._fit_standardizer if last else None)
+        return Stage(f"itfn_{m}", [enc, head], loss, Validation(logits=lambda b: head(enc(b.feats[m], b.obs_mask[m]))),
+                     config=self.cfg.itfn.train, on_end=self._standardizer_fit(train) if train is not None else None)
 
     # A12 "w/o ITFN": encoders trained jointly with a full-modality fusion classifier, then frozen
-    def _joint_stage(self) -> Stage:
+    def _joint_stage(self, train: MMDataset) -> Stage:
         def loss(batch: MMBatch, rng: np.random.Generator):
             return F.cross_entropy(self.joint_fusion(self.raw_features(batch)), batch.y), {}
 
-        def validate() -> dict[str, float]:
-            pairs = [(self.joint_fusion(self.raw_features(b)), b.y) for b in self._valid_batches()]
-            return _metrics(torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]), self.n_classes)
-
-        return Stage("itfn_joint", [self.encoders, self.joint_fusion], loss, validate, config=self.cfg.itfn.train,
-                     on_end=self._fit_standardizer)
+        return Stage("itfn_joint", [self.encoders, self.joint_fusion], loss,
+                     Validation(logits=lambda b: self.joint_fusion(self.raw_features(b))),
+                     config=self.cfg.itfn.train, on_end=self._standardizer_fit(train))
 
     # Table 5 Jointly_training: encoders + mf_full end to end on full input, nothing frozen
     def _end_to_end_stage(self) -> Stage:
@@ -510,61 +449,54 @@ class ADMC(Method):
         def loss(batch: MMBatch, rng: np.random.Generator):
             return F.cross_entropy(mf(self.encode(batch)), batch.y), {}
 
-        def validate() -> dict[str, float]:
-            pairs = [(mf(self.encode(b)), b.y) for b in self._valid_batches()]
-            return _metrics(torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]), self.n_classes)
-
-        return Stage("joint", [self.encoders, mf], loss, validate, config=self.cfg.itfn.train)
+        return Stage("joint", [self.encoders, mf], loss, Validation(logits=lambda b: mf(self.encode(b))),
+                     config=self.cfg.itfn.train)
 
     # (b) ADN: L = E ||ε − ε_θ(F^n, n)||², n ~ U{1..N}, on full-modality train features (Eq. 1-2)
     def _adn_stage(self) -> Stage:
         t_max = self.cfg.adn.train_max_step or self.diffusion.n_steps
+        low_steps = self.diffusion.config.start_step  # the steps MMCR actually visits
 
-        def loss(batch: MMBatch, rng: np.random.Generator):
-            x0 = self._split("train")["F"][self._rows("train", batch.ids)]
+        def features(batch: MMBatch, split: str, gen: torch.Generator) -> dict[str, Tensor]:
+            x0 = self.encode(batch)
+            if split == "train":
+                return {"F": x0}
+            # valid: one fixed (n, ε) per sample, so epochs are compared on the same draws
+            n = torch.randint(1, t_max + 1, (len(x0),), generator=gen, device=x0.device)
+            eps = torch.randn(x0.shape, generator=gen, device=x0.device)
+            return {"x_n": self.diffusion.q_sample(x0, n, eps), "n": n, "eps": eps}
+
+        def loss(fb: FeatureBatch, rng: np.random.Generator):
+            x0 = fb["F"]
             n = torch.randint(1, t_max + 1, (len(x0),), device=x0.device)
             eps = torch.randn_like(x0)
             x_n = self.diffusion.q_sample(x0, n, eps)  # Eq. 1
             return F.mse_loss(self.denoiser(x_n, n), eps), {}  # Eq. 2 + ε-MSE
 
-        def validate() -> dict[str, float]:
-            if ("adn_valid",) not in self._cache:  # fixed (n, ε) per valid sample
-                x0 = self._split("valid")["F"]
-                g = self._generator("adn_valid")
-                n = torch.randint(1, t_max + 1, (len(x0),), generator=g, device=x0.device)
-                eps = torch.randn(x0.shape, generator=g, device=x0.device)
-                self._cache[("adn_valid",)] = (self.diffusion.q_sample(x0, n, eps), n, eps)
-            x_n, n, eps = self._cache[("adn_valid",)]
-            bs = self.cfg.eval_batch_size
-            diff = torch.cat([self.denoiser(x_n[i:i + bs], n[i:i + bs]) - eps[i:i + bs] for i in range(0, len(n), bs)])
-            low = n <= self.diffusion.config.start_step  # the steps MMCR actually visits
-            return {"loss": float((diff**2).mean()), "mae": float(diff.abs().mean()),
-                    "loss_low": float((diff[low] ** 2).mean()) if bool(low.any()) else float("nan")}
+        def errors(fb: FeatureBatch) -> dict[str, Tensor]:
+            diff = self.denoiser(fb["x_n"], fb["n"]) - fb["eps"]
+            return {"loss": diff**2, "mae": diff.abs(), "loss_low": (diff**2)[fb["n"] <= low_steps]}
 
-        return Stage("adn", [self.denoiser], loss, validate, config=self.cfg.adn.train)
+        return Stage("adn", [self.denoiser], loss, Validation(kind="errors", errors=errors), config=self.cfg.adn.train,
+                     features=features)
 
     # (c) MF per scenario on ADN-completed (or zero-filled) train features; Eq. 6
     def _mf_stage(self, key: str, on_end=None) -> Stage:
         mf = self.mfs[key]
 
-        def loss(batch: MMBatch, rng: np.random.Generator):
-            d = self._scenario_data(key, "train")
-            rows = self._rows("train", batch.ids)
-            k = torch.as_tensor(rng.integers(0, len(d["tokens"]), size=len(rows)), device=rows.device)
-            return F.cross_entropy(mf(d["tokens"][k, rows], d["avail"][k, rows]), batch.y), {}
+        def features(batch: MMBatch, split: str, gen: torch.Generator) -> dict[str, Tensor]:
+            return self._scenario_tokens(key, self.encode(batch), split, gen)
 
-        def validate() -> dict[str, float]:
-            d, s = self._scenario_data(key, "valid"), self._split("valid")
-            bs, tok, av = self.cfg.eval_batch_size, d["tokens"], d["avail"]
-            logits = torch.cat([self._logits(key, tok[:, i:i + bs], av[0, i:i + bs]) for i in range(0, tok.shape[1], bs)])
-            return _metrics(logits, s["y"], self.n_classes)
+        def loss(fb: FeatureBatch, rng: np.random.Generator):
+            k = torch.as_tensor(rng.integers(0, fb["tokens"].shape[1], size=fb.size), device=fb.y.device)
+            rows = torch.arange(fb.size, device=fb.y.device)
+            return F.cross_entropy(mf(fb["tokens"][rows, k], fb["avail"][rows, k]), fb.y), {}
 
-        def end() -> None:
-            self._drop("scenario", key, "train")
-            if on_end is not None:
-                on_end()
+        def logits(fb: FeatureBatch) -> Tensor:
+            return self._logits(key, fb["tokens"].transpose(0, 1), fb["avail"][:, 0])
 
-        return Stage(f"mf_{key}", [mf], loss, validate, config=self.cfg.mf.train, on_end=end)
+        return Stage(f"mf_{key}", [mf], loss, Validation(kind="features", logits=logits), config=self.cfg.mf.train,
+                     on_end=on_end, features=features)
 
     def _init_scenarios(self) -> None:
         """mf.init_from_full: every scenario's MF starts from mf_full's weights (ours, A11)."""
@@ -575,59 +507,36 @@ class ADMC(Method):
             if k not in ("full", "mmer"):
                 mf.load_state_dict(state, strict=False)
 
-    # ------------------------------------------------------------------ Table 4
+    # ------------------------------------------------------------------ completion interface (Table 4)
+    def completes(self) -> bool:
+        """Generated features are measured (Table 4, A14) for variants with an ADN and the unimodal
+        ITFN heads (``itfn.training="independent"``)."""
+        return self.denoiser is not None and self.cfg.itfn.training == "independent"
+
+    def generation_options(self) -> dict[str, list[Any]]:
+        """Table 4 sweeps the start step n of the reverse process."""
+        return {"start_step": [int(n) for n in self.cfg.table4_steps]}
+
+    def real_features(self, batch: MMBatch, target: str) -> Tensor:
+        """(B, D) the ITFN feature F_target of the batch (raw, not standardised)."""
+        return self.raw_features(batch)[:, self.modalities.index(target)]
+
     @torch.no_grad()
-    def generation_table(self, data: MMDataset, split: str = "test", start_steps: Sequence[int] = (30, 50, 80),
-                         seed: int = 0, sources: Literal["auto", "all", "paper"] = "auto",
-                         include_real: bool = True) -> list[dict]:
-        """Table 4 (A14): classify generated features alone with the frozen unimodal ITFN head of
-        the generated modality, for every source -> target pair and start step n.
+    def generate(self, batch: MMBatch, target: str, generator: torch.Generator, start_step: int | None = None,
+                 **options: Any) -> Tensor:
+        """(B, D) F'_target generated by MMCR (Eq. 3-4) from the available modalities, de-standardised
+        into the ITFN feature space so the frozen unimodal head can read it (A14)."""
+        if not self.completes():
+            raise ConfigError(f"{self.name}: generation needs the ADN and independent ITFN heads")
+        batch = batch.to(self._device)
+        known = batch.avail.clone()
+        known[:, self.modalities.index(target)] = False
+        z = self.complete(self.encode(batch), known, start_step=start_step, generator=generator, **options)
+        return self.standardizer.inverse(z)[:, self.modalities.index(target)]
 
-        ``sources``: "all" = every non-empty subset of the other modalities; "paper" = all the
-        others and each single one (the 9 rows of Table 4 for A, V, T); "auto" = "all" for up to
-        three modalities, else "paper". ``include_real`` adds the real feature of each target
-        ("real->T", start_step 0) for reference. Rows: condition ("AV->T@n=50"), source, target,
-        start_step, accuracy, macro_recall.
-        """
-        if self.cfg.itfn.training != "independent":
-            warnings.warn(f"{self.name}: generation_table needs the unimodal ITFN heads; this variant has "
-                          f"itfn.training={self.cfg.itfn.training!r}, so there is no table", stacklevel=2)
-            return []
-        if self.denoiser is None:
-            raise ConfigError(f"{self.name}: generation_table needs the ADN (completion='adn' or mmer=true)")
-        if tuple(data.modalities) != self.modalities:
-            raise DataError(f"generation_table: data has modalities {data.modalities}, expected {self.modalities}")
-        part = data.subset(split)
-        feats = torch.cat([self.encode(b) for b in part.iter_batches(self.cfg.eval_batch_size, device=self._device)])
-        y = part.y
-        mode = sources if sources != "auto" else ("all" if len(self.modalities) <= 3 else "paper")
-        sep = "" if all(len(m) == 1 for m in self.modalities) else ","
-
-        def score(target: str, z: Tensor) -> dict[str, float]:
-            j = self.modalities.index(target)
-            raw = self.standardizer.inverse(z)[:, j]
-            pred = self.itfn_heads[target](raw).argmax(1).cpu().numpy()
-            return {"accuracy": accuracy(y, pred), "macro_recall": macro_recall(y, pred, n_classes=self.n_classes)}
-
-        rows = []
-        for target in self.modalities:
-            others = [m for m in self.modalities if m != target]
-            if mode == "all":
-                srcs = [c for k in range(len(others), 0, -1) for c in itertools.combinations(others, k)]
-            else:
-                srcs = [tuple(others)] + [(m,) for m in others if len(others) > 1]
-            if include_real:
-                rows.append({"condition": f"real->{target}", "source": target, "target": target, "start_step": 0,
-                             **score(target, feats)})
-            for src in srcs:
-                known = torch.tensor([m in src for m in self.modalities], device=self._device).expand(len(feats), -1)
-                for n in start_steps:
-                    gen = self._generator("generation", seed, target, src, n)
-                    z = self._complete_chunked(feats, known, gen, start_step=int(n))
-                    name = sep.join(src)
-                    rows.append({"condition": f"{name}->{target}@n={n}", "source": name, "target": target,
-                                 "start_step": int(n), **score(target, z)})
-        return rows
+    def feature_logits(self, target: str, feats: Tensor) -> Tensor:
+        """(B, C) the frozen unimodal ITFN head of ``target`` on (generated or real) features."""
+        return self.itfn_heads[target](feats.to(self._device))
 
 
 register_method("admc", "mmlab.methods.admc:ADMC")

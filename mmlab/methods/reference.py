@@ -19,9 +19,9 @@ from torch.nn import functional as F
 from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError
-from mmlab.methods.base import Method
+from mmlab.methods.base import Method, Stage, TrainConfig, Validation
+from mmlab.missing import RandomPattern, random_mask_batch
 from mmlab.nn.encoders import EncoderConfig, MLPHead, make_encoder
-from mmlab.train import Stage, TrainConfig, random_mask_batch, validate_classifier
 
 
 @dataclass
@@ -72,16 +72,10 @@ class ZeroFillLateFusion(Method):
         return (logits * w).sum(1) / w.sum(1).clamp_min(1.0)
 
     def stages(self, data: MMDataset) -> list[Stage]:
-        from mmlab.missing import RandomPattern
-
         sampler = RandomPattern(p_full=self.cfg.p_full)
-        valid = data.subset("valid")
 
         def loss(batch: MMBatch, rng) -> tuple[torch.Tensor, dict[str, float]]:
             masked = random_mask_batch(batch, sampler, self.fill, rng)
             return F.cross_entropy(self.predict_logits(masked), masked.y), {}
 
-        def validate() -> dict[str, float]:
-            return validate_classifier(self, valid, patterns=self.cfg.validate_on)
-
-        return [Stage("fusion", [self], loss, validate, config=self.cfg.train)]
+        return [Stage("fusion", [self], loss, Validation(patterns=self.cfg.validate_on), config=self.cfg.train)]

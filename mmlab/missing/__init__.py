@@ -15,6 +15,9 @@ set ``obs[m] = pad[m] & avail[:, j]``; frame-level ones (TraditionalRMFM, RMFM, 
 set ``avail[:, j] = obs[m].any(1)``. ``protect_edges`` names modalities whose first and last
 real frame (CIDer's [CLS]/[SEP], §3.4) are never dropped; those frames are left out of the pool
 that rates and counts refer to, and ``avail`` then reports whether any *content* frame survived.
+Token modalities (integer ids) get this rule whatever the generator: ``draw_masks(...,
+tokens=data.token_modalities)`` and `mask_batch` apply `keep_token_edges`, and `mask_batch` fills
+their unobserved tokens with [UNK] (`with_tokens`).
 
 Layout: `masks` (Masks, RNGs, padding masks), `modality` (whole-modality generators), `frames`
 (frame-level generators), `protocols` (generators by name), `fill` (fill policies, `mask_batch`).
@@ -23,17 +26,19 @@ Import from ``mmlab.missing``.
 
 from __future__ import annotations
 
-from mmlab.missing.masks import Pad, Masks, make_rng, draw_masks, pad_masks, pattern_name
+from mmlab.missing.masks import Pad, Masks, make_rng, draw_masks, keep_token_edges, pad_masks, pattern_name
 from mmlab.missing.modality import Full, FixedPattern, all_patterns, RandomPattern, RateModalityDrop, RMM, CPMViewMissing
 from mmlab.missing.frames import TraditionalRMFM, SMM, RMFM_MODES, RMFM_TRAIN_SAMPLERS, RMFM, TMFM, STMFM
 from mmlab.missing.protocols import PROTOCOLS, make_protocol
-from mmlab.missing.fill import ZeroFill, MeanFill, NoiseFill, TokenFill, FILLS, make_fill, mask_batch
+from mmlab.missing.fill import ZeroFill, MeanFill, NoiseFill, TokenFill, FILLS, make_fill, mask_batch, with_tokens
+from mmlab.missing.sampling import random_mask_batch
 
 __all__ = [
     "Pad",
     "Masks",
     "make_rng",
     "draw_masks",
+    "keep_token_edges",
     "pad_masks",
     "pattern_name",
     "Full",
@@ -59,4 +64,6 @@ __all__ = [
     "FILLS",
     "make_fill",
     "mask_batch",
+    "with_tokens",
+    "random_mask_batch",
 ]

@@ -16,7 +16,7 @@ from torch import nn
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError
 from mmlab.nn.encoders import EncoderConfig, make_encoder
-from mmlab.train import TrainConfig
+from mmlab.methods.base import TrainConfig
 
 
 def cpu_encoder() -> EncoderConfig:
@@ -108,9 +108,3 @@ class CascadedResidualAE(nn.Module):
             delta, z = block(x)
             latents.append(z)
         return self.transition(x + delta), torch.cat(latents, -1)
-
-
-# --------------------------------------------------------------------------- masking and validation
-def module_device(module: nn.Module) -> torch.device:
-    param = next(module.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")

@@ -22,11 +22,11 @@ from torch.nn import functional as F
 
 from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
-from mmlab.methods.base import Method
+from mmlab.methods.base import VALIDATE_ON, Method, Stage, TrainConfig, Validation
 from mmlab.methods.baselines.common import (EncoderBank, check_choice, check_positive, check_unit,
-                                            cpu_encoder, cpu_train, module_device)
+                                            cpu_encoder, cpu_train)
+from mmlab.missing import RandomPattern, make_fill, random_mask_batch
 from mmlab.nn.encoders import EncoderConfig, MLPHead
-from mmlab.train import VALIDATE_ON, Stage, TrainConfig, random_mask_batch, validate_classifier
 
 
 @dataclass
@@ -74,19 +74,13 @@ class FillFusion(Method):
         return self.head(self.encoders(batch.feats, batch.pad_mask))
 
     def stages(self, data: MMDataset) -> list[Stage]:
-        from mmlab.missing import RandomPattern, make_fill
-
         self.fill_policy = make_fill(self.cfg.fill, train=data.subset("train"))
         sampler = RandomPattern(p_full=self.cfg.p_full)
-        valid = data.subset("valid")
 
         def loss(batch: MMBatch, rng) -> tuple[torch.Tensor, dict[str, float]]:
             if self.cfg.train_on == "random":
                 batch = random_mask_batch(batch, sampler, self.fill_policy, rng)
             return F.cross_entropy(self.predict_logits(batch), batch.y), {}
 
-        def validate() -> dict[str, float]:
-            return validate_classifier(self.predict_logits, valid, self.cfg.validate_on, fill=self.fill_policy,
-                                       device=module_device(self))
-
+        validate = Validation(logits=self.predict_logits, patterns=self.cfg.validate_on, fill=self.fill_policy)
         return [Stage("fusion", [self], loss, validate, config=self.cfg.train)]

@@ -28,11 +28,11 @@ from torch.nn import functional as F
 from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError
-from mmlab.methods.base import Method
+from mmlab.methods.base import VALIDATE_ON, Method, Stage, TrainConfig, Validation
 from mmlab.methods.baselines.common import (AEBlock, CascadedResidualAE, EncoderBank, check_choice,
-                                            check_positive, check_unit, cpu_encoder, cpu_train, module_device)
+                                            check_positive, check_unit, cpu_encoder, cpu_train)
+from mmlab.missing import RandomPattern, ZeroFill, random_mask_batch
 from mmlab.nn.encoders import EncoderConfig, MLPHead
-from mmlab.train import VALIDATE_ON, Stage, TrainConfig, random_mask_batch, validate_classifier
 
 
 @dataclass
@@ -107,10 +107,7 @@ class ImputeClassify(Method):
         return self.head(self.encoders(batch.feats, batch.pad_mask))
 
     def stages(self, data: MMDataset) -> list[Stage]:
-        from mmlab.missing import RandomPattern, ZeroFill
-
         sampler, zero = RandomPattern(p_full=self.cfg.p_full), ZeroFill()
-        valid, dev = data.subset("valid"), module_device(self)
 
         def pretrain_loss(batch: MMBatch, rng) -> tuple[torch.Tensor, dict[str, float]]:
             return F.cross_entropy(self.full_logits(batch), batch.y), {}
@@ -125,8 +122,8 @@ class ImputeClassify(Method):
 
         return [
             Stage("encoders", [self.encoders, self.head], pretrain_loss,
-                  lambda: validate_classifier(self.full_logits, valid, "full", fill=zero, device=dev), config=self.cfg.pretrain),
+                  Validation(logits=self.full_logits, patterns="full", fill=zero), config=self.cfg.pretrain),
             Stage("impute", [self.imputer, self.head], impute_loss,
-                  lambda: validate_classifier(self.predict_logits, valid, self.cfg.validate_on, fill=zero, device=dev),
+                  Validation(logits=self.predict_logits, patterns=self.cfg.validate_on, fill=zero),
                   config=self.cfg.train),
         ]

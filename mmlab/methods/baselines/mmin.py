@@ -32,11 +32,11 @@ from torch.nn import functional as F
 from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError
-from mmlab.methods.base import Method
+from mmlab.methods.base import VALIDATE_ON, Method, Stage, TrainConfig, Validation
 from mmlab.methods.baselines.common import (CascadedResidualAE, EncoderBank, check_choice, check_positive,
-                                            check_unit, cpu_encoder, cpu_train, module_device)
+                                            check_unit, cpu_encoder, cpu_train)
+from mmlab.missing import RandomPattern, ZeroFill, random_mask_batch
 from mmlab.nn.encoders import EncoderConfig, MLPHead
-from mmlab.train import VALIDATE_ON, Stage, TrainConfig, random_mask_batch, validate_classifier
 
 
 @dataclass
@@ -113,10 +113,7 @@ class MMIN(Method):
         return self.teacher_head(self.teacher(batch.feats, batch.pad_mask))
 
     def stages(self, data: MMDataset) -> list[Stage]:
-        from mmlab.missing import RandomPattern, ZeroFill
-
         sampler, zero, cfg = RandomPattern(p_full=self.cfg.p_full), ZeroFill(), self.cfg
-        valid, dev = data.subset("valid"), module_device(self)
 
         def teacher_loss(batch: MMBatch, rng) -> tuple[torch.Tensor, dict[str, float]]:
             return F.cross_entropy(self.teacher_logits(batch), batch.y), {}
@@ -138,8 +135,8 @@ class MMIN(Method):
         student = [self.encoders, self.imagine, self.classifier] + ([] if cfg.share_cycle else [self.imagine_back])
         return [
             Stage("utt_fusion", [self.teacher, self.teacher_head], teacher_loss,
-                  lambda: validate_classifier(self.teacher_logits, valid, "full", fill=zero, device=dev),
+                  Validation(logits=self.teacher_logits, patterns="full", fill=zero),
                   config=cfg.pretrain, on_end=init_student),
             Stage("mmin", student, mmin_loss,
-                  lambda: validate_classifier(self.predict_logits, valid, cfg.validate_on, fill=zero, device=dev), config=cfg.train),
+                  Validation(logits=self.predict_logits, patterns=cfg.validate_on, fill=zero), config=cfg.train),
         ]
