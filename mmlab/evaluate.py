@@ -34,7 +34,6 @@ import time
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from mmlab import metrics
 from mmlab.data.dataset import MMDataset
@@ -49,13 +48,14 @@ from mmlab.missing import (
     Masks,
     all_patterns,
     draw_masks,
-    make_fill,
+    resolve_fill,
     make_protocol,
     mask_batch,
     pad_masks,
     pattern_name,
 )
-from mmlab.tables import markdown_table, records_csv_text
+from mmlab.progress import progress as progress_bar
+from mmlab.tables import markdown_table, mean_std_cell, records_csv_text
 from mmlab.utils import atomic_write_text, torch_generator
 
 METRICS = ("accuracy", "macro_recall", "f1_weighted")
@@ -104,7 +104,7 @@ def predict(
     if masks is not None and len(masks) != len(data):
         raise DataError(f"masks: expected {len(data)} rows (one per sample of {data.name!r}), got {len(masks)}")
     if fill is None and masks is not None:
-        fill = make_fill(getattr(method, "fill", "zero"), train)
+        fill = resolve_fill(getattr(method, "fill", "zero"), train)
     gen = torch_generator(seed, device=device)
     logits_fn = output or (method.predict_logits if hasattr(method, "predict_logits") else method)
     module = method if isinstance(method, torch.nn.Module) else None
@@ -115,7 +115,8 @@ def predict(
             module.eval()
         starts = range(0, len(data), batch_size)
         with torch.no_grad():
-            for start in tqdm(starts, desc=f"predict {getattr(method, 'name', '')}", disable=not progress, leave=False):
+            for start in progress_bar(starts, desc=f"predict {getattr(method, 'name', '')}", disable=not progress,
+                                      leave=False):
                 idx = np.arange(start, min(start + batch_size, len(data)))
                 batch = data.batch(idx, device=device)
                 if masks is not None:
@@ -226,7 +227,7 @@ def evaluate(
     base = {"dataset": data.name, "method": getattr(method, "name", type(method).__name__)}
     regression = part.y_reg is not None and callable(getattr(method, "predict_regression", None))
     rows = []
-    for cond in tqdm(conditions, desc=f"evaluate {base['method']}", disable=not progress):
+    for cond in progress_bar(conditions, desc=f"evaluate {base['method']}", disable=not progress):
         masks = draw_masks(cond.generator, pad, part.modalities, mseed, tokens=part.token_modalities)
         logits = predict(method, part, masks, batch_size, device, seed=mseed, fill=fill)
         row = {**base, "protocol": cond.protocol, "condition": cond.label, "split": split or "all", "seed": seed,
@@ -303,12 +304,6 @@ def validate(method: Method, validation: Validation, valid: MMDataset, features:
         for k, v in validation.errors(c).items():
             parts.setdefault(k, []).append(v.detach().float().reshape(-1))
     return {k: float(torch.cat(v).mean()) if sum(len(t) for t in v) else math.nan for k, v in parts.items()}
-
-
-def resolve_fill(fill: Any, train: MMDataset | None) -> Callable:
-    """The one way to turn a fill policy name ("zero", "mean", "noise", "token") or a ready-made
-    policy object into a policy; "mean" needs ``train``."""
-    return make_fill(fill, train) if isinstance(fill, str) else fill
 
 
 # ----------------------------------------------------------------- oracle
@@ -539,7 +534,7 @@ def results_markdown(rows: Sequence[Mapping[str, Any]], scale: float = 100.0, di
     cols = [c[: -len("_mean")] for c in agg[0] if c.endswith("_mean")]
     keys = _group_keys(rows)
     head = [*keys, *cols, "n_seeds"]
-    fmt = lambda a, c: f"{a[c + '_mean'] * scale:.{digits}f} ± {a[c + '_std'] * scale:.{digits}f}"  # noqa: E731
+    fmt = lambda a, c: mean_std_cell(a[c + "_mean"], a[c + "_std"], a["n_seeds"], scale, digits)  # noqa: E731
     cells = [[str(a[k]) for k in keys] + [fmt(a, c) for c in cols] + [str(a["n_seeds"])] for a in agg]
     return markdown_table(head, cells) + "\n"
 

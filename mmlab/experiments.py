@@ -83,8 +83,8 @@ def train_method(
     data = method_input(name, _data(data), device)
     seed_everything(seed)
     method = make_method(name, data, list(overrides), preset=preset, seed=seed)
-    Trainer(method, data, out, TrainConfig(seed=seed, device=device, progress=progress,
-                                                   checkpoint_seconds=checkpoint_seconds)).fit()
+    method.fit_summary = Trainer(method, data, out, TrainConfig(seed=seed, device=device, progress=progress,
+                                                                checkpoint_seconds=checkpoint_seconds)).fit()
     return method
 
 

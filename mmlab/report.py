@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from mmlab.errors import DataError
 from mmlab.evaluate import AUILC, AVERAGE, KEYS, METRICS, aggregate, read_results
-from mmlab.tables import csv_text, html_table, markdown_table
+from mmlab.tables import csv_text, html_table, markdown_table, mean_std_cell
 from mmlab.utils import atomic_write_text
 
 ORACLE = "bayes_oracle"
@@ -79,7 +79,7 @@ def _metrics(agg: list[dict[str, Any]]) -> list[str]:
 def _cell(a: dict[str, Any] | None, metric: str, scale: float, digits: int) -> str:
     if a is None or f"{metric}_mean" not in a or math.isnan(a[f"{metric}_mean"]):
         return "-"
-    return f"{a[metric + '_mean'] * scale:.{digits}f} ± {a[metric + '_std'] * scale:.{digits}f}"
+    return mean_std_cell(a[metric + "_mean"], a[metric + "_std"], a["n_seeds"], scale, digits)
 
 
 def _order(values: list[str]) -> list[str]:

@@ -13,6 +13,13 @@ import io
 from typing import Any, Mapping, Sequence
 
 
+def mean_std_cell(mean: float, std: float, n: int, scale: float = 100.0, digits: int = 2) -> str:
+    """"mean ± std" over ``n`` seeds; one seed has no spread to show: "mean (1 seed)"."""
+    if n == 1:
+        return f"{mean * scale:.{digits}f} (1 seed)"
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+
 def csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """CSV with a header line and ``\\n`` line ends."""
     buf = io.StringIO()

@@ -55,12 +55,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 import mmlab
 from mmlab.config import to_dict
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError, DataError, MMLabError
+from mmlab.progress import progress
 from mmlab.evaluate import validate as run_validation
 from mmlab.methods.base import (HIGHER_IS_BETTER, LOWER_IS_BETTER, VALIDATE_ON, FeatureBatch, Method, Stage,
                                 TrainConfig, Validation)
@@ -367,7 +367,7 @@ class Trainer:
         logged = self._logged_epochs(stage.name)
         saved_at = -math.inf  # the first epoch of a (resumed) stage always writes last.pt
         epochs = cfg.epochs if params else min(cfg.epochs, 1)  # nothing to optimise: validate once
-        bar = tqdm(total=epochs, initial=st.epoch, desc=stage.name, disable=not cfg.progress)
+        bar = progress(total=epochs, initial=st.epoch, desc=stage.name, disable=not cfg.progress)
         try:
             while st.epoch < epochs and not (cfg.patience and st.bad_epochs >= cfg.patience):
                 if opt is not None:

@@ -73,7 +73,64 @@ def test_train_prints_the_run_folder_and_checks_checkpoint_seconds(tmp_path, cap
     out = tmp_path / "r"
     rc = main(["train", "reference", "--data", "synthetic", "--out", str(out), "--checkpoint-seconds", "0",
                "--train.epochs=1"])
-    assert rc == 0 and capsys.readouterr().out.strip() == f"trained reference into {out}"
+    printed = capsys.readouterr().out
+    assert rc == 0 and f"trained reference on synthetic (seed 1111) into {out}" in printed
+    assert "fusion" in printed and "valid:" in printed  # each stage's best valid epoch
+    assert "test accuracy: full 0." in printed and "Average 0." in printed  # the test summary
+    assert str(out / "metrics.csv") in printed
     assert (out / "checkpoints" / "fusion" / "last.pt").exists()
     rc = main(["train", "reference", "--data", "synthetic", "--out", str(tmp_path / "bad"), "--checkpoint-seconds", "-1"])
     assert rc == 2 and "checkpoint_seconds" in capsys.readouterr().err
+
+
+def test_arguments_are_checked_before_torch_loads(tmp_path):
+    """A typo answers at once with a clear error, without importing torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from mmlab.cli import main; rc = main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+    for args, message in [
+        (["compare", "--seeds", "1111,abc", "--out", "x"], "--seeds: expected comma-separated integers"),
+        (["compare", "--seeds", "7,7", "--out", "x"], "given more than once"),
+        (["compare", "--methods", "", "--out", "x"], "--methods: expected comma-separated names"),
+        (["compare", "--methods", "zero_fill,zero_fill", "--out", "x"], "given more than once"),
+        (["compare", "--protocol", "pattern", "--out", "x"], "--protocol: unknown ['pattern']"),
+        (["compare", "--device", "mps", "--out", "x"], "--device: expected cpu, cuda, cuda:N or auto"),
+        (["compare", "--data", "missing.npz", "--out", "x"], "--data: 'missing.npz' is not a file"),
+        (["train", "nope", "--out", "x"], "METHOD: unknown ['nope']"),
+        (["train", "reference", "--seed", str(10**23), "--out", "x"], "--seed: expected"),
+        (["compare", "--workers", "0", "--out", "x"], "--workers: expected an integer >= 1"),
+    ]:
+        proc = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+
+
+def test_cli_protocol_names_match_experiments():
+    from mmlab.cli import PROTOCOL_NAMES
+    from mmlab.experiments import PROTOCOLS
+
+    assert tuple(PROTOCOL_NAMES) == tuple(PROTOCOLS)
+
+
+def test_help_lists_methods_and_override_syntax(capsys):
+    for command in ("train", "compare"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "admc_wo_adn" in text and "zero_fill" in text and "--section.key=value" in text
+
+
+def test_pin_threads(monkeypatch):
+    import torch
+
+    from mmlab.cli import pin_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        assert pin_threads(None) == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert pin_threads(None) == 2 and pin_threads(3) == 3
+    finally:
+        torch.set_num_threads(before)

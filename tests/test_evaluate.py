@@ -333,7 +333,7 @@ def test_write_results_refuses_to_overwrite_and_appends(tmp_path):
 
     write_results(rows[2:], tmp_path / "out", append=True)
     assert read_results(paths["csv"]) == [dict(r) for r in rows]
-    assert "| d | k | pattern | {A} | 10.00 ± 0.00 | 20.00 ± 0.00 | 1 |" in paths["md"].read_text()
+    assert "| d | k | pattern | {A} | 10.00 (1 seed) | 20.00 (1 seed) | 1 |" in paths["md"].read_text()
 
 
 def test_write_results_refuses_existing_markdown(tmp_path):

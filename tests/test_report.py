@@ -53,7 +53,7 @@ def test_report_files_and_cells(two_runs, tmp_path):
     assert cells[("zero_fill", "pattern", "full")][6] == "2"
     # the oracle rows repeated in both folders (same seed, same values) count once
     assert cells[("bayes_oracle", "pattern", "full")][6] == "2"
-    assert cells[("mmin", "rate_drop", "rate=0.3")][3] == "67.0 ± 0.0"
+    assert cells[("mmin", "rate_drop", "rate=0.3")][3] == "67.0 (1 seed)"  # no "± 0.0" for one seed
     assert table[-1][0] == "bayes_oracle"  # the oracle is listed last
     hw = list(csv.reader((out / "handwritten.csv").open()))
     assert {r[0] for r in hw[1:]} == {"mmin"}

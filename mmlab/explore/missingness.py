@@ -12,7 +12,7 @@ import numpy as np
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError, DataError
 from mmlab.metrics import accuracy, confusion_matrix, macro_recall, per_class_recall
-from mmlab.missing import Masks, all_patterns, draw_masks, make_fill, make_protocol, pad_masks, pattern_name
+from mmlab.missing import Masks, all_patterns, draw_masks, make_protocol, resolve_fill, pad_masks, pattern_name
 from mmlab.explore.common import PROTOCOLS, RATE_PROTOCOLS, _LRU
 
 # ============================================================================ missingness
@@ -92,7 +92,7 @@ def _logits(state: MissingnessState, who: str, masks: Masks, key: tuple, fill: s
     model = state.method if who == "method" else state.oracle
 
     def run() -> np.ndarray:
-        f = make_fill(fill, state.train) if fill == "mean" else make_fill(fill)
+        f = resolve_fill(fill, state.train)
         return predict(model, state.part, masks, batch_size=state.batch_size, seed=seed, fill=f)
 
     return state.cache.get_or(("logits", who) + key, run)
@@ -216,7 +216,7 @@ def fill_examples(data: MMDataset, modality: str | None = None, protocol: str = 
     length = int(part.lengths[modality][index])
     out = {"complete": batch.feats[modality][0, :length].numpy()}
     for name in ("zero", "mean", "noise"):
-        fill = make_fill(name, data) if name == "mean" else make_fill(name)
+        fill = resolve_fill(name, data)
         b = mask_batch(batch, masks, fill, generator=torch_generator(seed))
         out[name] = b.feats[modality][0, :length].numpy()
     out["observed"] = masks.obs[modality][0, :length]

@@ -87,7 +87,6 @@ from torch.nn import functional as F
 from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError, DataError
-from mmlab.methods import register_method
 from mmlab.methods.base import FeatureBatch, Method, Stage, TrainConfig, Validation
 from mmlab.missing import pattern_name
 from mmlab.nn.attention import AttentionDenoiser, DenoiserConfig, FusionConfig, ModalityTokenTransformer
@@ -538,11 +537,3 @@ class ADMC(Method):
         """(B, C) the frozen unimodal ITFN head of ``target`` on (generated or real) features."""
         return self.itfn_heads[target](feats.to(self._device))
 
-
-register_method("admc", "mmlab.methods.admc:ADMC")
-register_method("admc_wo_itfn", "mmlab.methods.admc:ADMC", {"itfn.training": "joint", "mmer": False})
-register_method("admc_wo_adn", "mmlab.methods.admc:ADMC", {"completion": "zero", "mmer": False})
-register_method("admc_joint", "mmlab.methods.admc:ADMC",
-                {"itfn.training": "end_to_end", "completion": "zero", "mmer": False, "mf.scenarios": "full"})
-register_method("admc_use_itfn", "mmlab.methods.admc:ADMC",
-                {"completion": "zero", "mmer": False, "mf.scenarios": "full"})

@@ -30,7 +30,7 @@ from mmlab.missing.masks import Pad, Masks, make_rng, draw_masks, keep_token_edg
 from mmlab.missing.modality import Full, FixedPattern, all_patterns, RandomPattern, RateModalityDrop, RMM, CPMViewMissing
 from mmlab.missing.frames import TraditionalRMFM, SMM, RMFM_MODES, RMFM_TRAIN_SAMPLERS, RMFM, TMFM, STMFM
 from mmlab.missing.protocols import PROTOCOLS, make_protocol
-from mmlab.missing.fill import ZeroFill, MeanFill, NoiseFill, TokenFill, FILLS, make_fill, mask_batch, with_tokens
+from mmlab.missing.fill import ZeroFill, MeanFill, NoiseFill, TokenFill, FILLS, make_fill, mask_batch, resolve_fill, with_tokens
 from mmlab.missing.sampling import random_mask_batch
 
 __all__ = [
@@ -63,6 +63,7 @@ __all__ = [
     "TokenFill",
     "FILLS",
     "make_fill",
+    "resolve_fill",
     "mask_batch",
     "with_tokens",
     "random_mask_batch",

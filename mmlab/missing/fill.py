@@ -170,6 +170,12 @@ def make_fill(name: str, train: MMDataset | None = None, **params: Any) -> Calla
     return with_tokens(fill, train.token_modalities if train is not None else ())
 
 
+def resolve_fill(fill: Any, train: MMDataset | None = None) -> Callable[..., dict[str, torch.Tensor]]:
+    """The one way to get a fill policy: a name ("zero", "mean", "noise", "token"; "mean" needs
+    ``train``) goes through `make_fill`, a ready-made policy object is returned as it is."""
+    return make_fill(fill, train) if isinstance(fill, str) else fill
+
+
 # ------------------------------------------------------------------------------------- batches
 def _fit_time(o: np.ndarray, pad: np.ndarray, m: str) -> np.ndarray:
     """Cut or extend a mask drawn on (N, T_max) to the batch's T (extra columns must be padding)."""

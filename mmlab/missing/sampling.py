@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from mmlab.data.batch import MMBatch
-from mmlab.missing.fill import make_fill, mask_batch
+from mmlab.missing.fill import mask_batch, resolve_fill
 
 
 def random_mask_batch(batch: MMBatch, generator: Any, fill: Any, rng: np.random.Generator,
@@ -21,6 +21,4 @@ def random_mask_batch(batch: MMBatch, generator: Any, fill: Any, rng: np.random.
     """
     pad = {m: batch.pad_mask[m].cpu().numpy() for m in batch.modalities}
     masks = generator(pad, batch.modalities, rng)
-    if isinstance(fill, str):
-        fill = make_fill(fill)
-    return mask_batch(batch, masks, fill, generator=torch_gen)
+    return mask_batch(batch, masks, resolve_fill(fill), generator=torch_gen)

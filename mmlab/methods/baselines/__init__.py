@@ -15,18 +15,9 @@ Every one has a CPU default that trains in about a minute on ``synthetic`` and a
 preset (``make_method(name, data, preset="paper")``) with the published sizes.
 """
 
-from mmlab.methods import register_method
 from mmlab.methods.baselines.fill import FillFusion, FillFusionConfig
 from mmlab.methods.baselines.impute import ImputeClassify, ImputeConfig
 from mmlab.methods.baselines.mmin import MMIN, MMINConfig
-
-_FILL, _IMPUTE = "mmlab.methods.baselines.fill:FillFusion", "mmlab.methods.baselines.impute:ImputeClassify"
-register_method("zero_fill", _FILL, {"fill": "zero"})
-register_method("mean_fill", _FILL, {"fill": "mean"})
-register_method("full_zero", _FILL, {"fill": "zero", "train_on": "full", "validate_on": "full"})
-register_method("ae", _IMPUTE, {"imputer": "ae"})
-register_method("cra", _IMPUTE, {"imputer": "cra"})
-register_method("mmin", "mmlab.methods.baselines.mmin:MMIN")
 
 BASELINES = ("zero_fill", "mean_fill", "full_zero", "ae", "cra", "mmin")
 
