@@ -121,16 +121,44 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str | None = None) -> T
     return cls(**kwargs)
 
 
+MAX_YAML_DEPTH = 32  # nesting of lists / mappings in a config file or override
+MAX_OVERRIDE_CHARS = 10_000
+MAX_CONFIG_BYTES = 1_000_000
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` without aliases (no "billion laughs" expansion) and with a depth limit
+    (no RecursionError on ``[[[[...``)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            raise yaml.YAMLError("aliases (*name) are not allowed in mmlab configs")
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.YAMLError(f"nesting deeper than {MAX_YAML_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def safe_yaml(text: str) -> Any:
+    """Parse YAML with `_StrictLoader` (raises ``yaml.YAMLError`` on aliases or deep nesting)."""
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_config(cls: type[T], path: str | Path) -> T:
     """Read a JSON or YAML file into config ``cls``."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: config file larger than {MAX_CONFIG_BYTES} bytes")
         text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read config file ({getattr(err, 'strerror', None) or err})") from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        data = json.loads(text) if path.suffix == ".json" else safe_yaml(text)
+    except (json.JSONDecodeError, yaml.YAMLError, RecursionError) as err:
         raise ConfigError(f"{path}: malformed {'JSON' if path.suffix == '.json' else 'YAML'} ({err})") from None
     if data is None:
         data = {}
@@ -156,8 +184,11 @@ def _parse_override(item: str) -> tuple[str, str]:
 
 
 def _parse_scalar(raw: str) -> Any:
-    """Parse an override's value: numbers (``1e-3`` included), booleans, null, lists, strings."""
+    """Parse an override's value: numbers (``1e-3`` included), booleans, null, lists, strings.
+    YAML values are limited in size and nesting and may not use aliases."""
     text = raw.strip()
+    if len(text) > MAX_OVERRIDE_CHARS:
+        raise ConfigError(f"override value: longer than {MAX_OVERRIDE_CHARS} characters")
     if text in ("None", "null", "~"):
         return None
     for parse in (int, float):
@@ -166,8 +197,10 @@ def _parse_scalar(raw: str) -> Any:
         except ValueError:
             pass
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = safe_yaml(text)
+    except yaml.YAMLError as err:
+        if "aliases" in str(err) or "nesting" in str(err):
+            raise ConfigError(f"override value {text[:40]!r}...: {err}") from None
         return raw
     return raw if value is None else value
 

@@ -48,6 +48,7 @@ import json
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -64,7 +65,8 @@ from mmlab.progress import progress
 from mmlab.evaluate import validate as run_validation
 from mmlab.methods.base import (HIGHER_IS_BETTER, LOWER_IS_BETTER, VALIDATE_ON, FeatureBatch, Method, Stage,
                                 TrainConfig, Validation)
-from mmlab.utils import atomic_write_bytes, atomic_write_text, resolve_device, seed_sequence, torch_generator
+from mmlab.utils import (FolderLock, atomic_write_bytes, atomic_write_text, resolve_device, seed_sequence,
+                         torch_generator)
 
 CSV_HEADER = ["time", "stage", "epoch", "split", "metric", "value"]
 __all__ = ["TrainConfig", "Stage", "Validation", "FeatureBatch", "Trainer", "TrainingError", "save_checkpoint",
@@ -144,6 +146,42 @@ def _epoch_seeds(seed: int, stage: int, epoch: int) -> tuple[np.random.Generator
     return np.random.default_rng(a), np.random.default_rng(b), int(ss.generate_state(1, np.uint64)[0])
 
 
+_WAY_OUT = "delete it and resume: the stage restarts from its first epoch (earlier stages are kept)"
+_CKPT_TYPES = {"stage": str, "epoch": int, "model": dict, "optimizer": dict, "best_state": (dict, type(None)),
+               "best_val": dict, "bad_epochs": int, "done": bool, "rng": dict, "best_epoch": int}
+
+
+def _check_checkpoint(ckpt: Any, path: Path, stage: str) -> dict[str, Any]:
+    """A ``last.pt`` has the keys and types the Trainer wrote; anything else is a `DataError`
+    naming the file, what is wrong and the way out."""
+    if not isinstance(ckpt, dict):
+        raise DataError(f"{path}: damaged checkpoint (a {type(ckpt).__name__}, expected a dict); {_WAY_OUT}")
+    for key, tp in _CKPT_TYPES.items():
+        if key not in ckpt:
+            raise DataError(f"{path}: damaged checkpoint (no {key!r}); {_WAY_OUT}")
+        if not isinstance(ckpt[key], tp) or (tp is int and isinstance(ckpt[key], bool)):
+            raise DataError(f"{path}: damaged checkpoint ({key!r} is a {type(ckpt[key]).__name__}); {_WAY_OUT}")
+    if ckpt["stage"] != stage:
+        raise DataError(f"{path}: holds stage {ckpt['stage']!r}, expected {stage!r}")
+    return ckpt
+
+
+def _load_state(method: nn.Module, state: dict[str, Any], path: Path) -> None:
+    try:
+        method.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0][:300]
+        raise DataError(f"{path}: its weights do not fit this method ({first}); {_WAY_OUT}") from None
+
+
+def _checkpoint_epoch(path: Path) -> int:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return 10**9 if ckpt.get("done") else int(ckpt.get("epoch", 0))
+    except Exception:  # noqa: BLE001 - unreadable: treat as no checkpoint
+        return 0
+
+
 # --------------------------------------------------------------------------- the trainer
 @dataclass
 class _StageState:
@@ -182,7 +220,12 @@ class Trainer:
     # ------------------------------------------------------------------ public
     def fit(self) -> dict[str, dict[str, Any]]:
         """Train every stage (resuming where ``out_dir`` has checkpoints), then let the method
-        calibrate on the valid split; per-stage summaries (and ``"calibration"`` if any)."""
+        calibrate on the valid split; per-stage summaries (and ``"calibration"`` if any). One
+        writer per run folder: a second `fit` on the same ``out_dir`` fails at once."""
+        with FolderLock(self.out_dir):
+            return self._fit()
+
+    def _fit(self) -> dict[str, dict[str, Any]]:
         self.method.to(self.device)
         self.method.seed = self.config.seed
         stages = self.method.stages(self.data)
@@ -190,8 +233,8 @@ class Trainer:
         for s in stages:
             if not s.name or not all(c.isalnum() or c in "-_." for c in s.name) or names.count(s.name) > 1:
                 raise ConfigError(f"Stage.name: expected unique names of letters, digits, '-', '_', '.', got {names}")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         self._write_config(stages)
+        self._repair_metrics(names)
         results: dict[str, dict[str, Any]] = {}
         for i, stage in enumerate(stages):
             results[stage.name] = self._run_stage(i, stage)
@@ -227,7 +270,12 @@ class Trainer:
         if not path.exists():
             atomic_write_text(path, json.dumps(cfg, indent=2) + "\n")
             return
-        old, new = _comparable(json.loads(path.read_text())), _comparable(cfg)
+        try:
+            old = _comparable(json.loads(path.read_text()))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError) as err:
+            raise DataError(f"{path}: not an mmlab config.json ({type(err).__name__}); this folder holds something "
+                            "else: use a new out_dir") from None
+        new = _comparable(cfg)
         if old != new:
             raise ConfigError(f"{path}: exists with a different config (differs in {', '.join(_diff(old, new))}); "
                               "use a new out_dir, or resume with the same config")
@@ -253,6 +301,34 @@ class Trainer:
             for k, v in values.items():
                 w.writerow([now, stage, epoch, split, k, repr(float(v))])
             fh.flush()
+
+    def _repair_metrics(self, stages: list[str]) -> None:
+        """Check metrics.csv before resuming: a foreign file is refused; a torn last line (a crash
+        while writing) is dropped with the rows of its epoch when that epoch will be recomputed
+        (its stage's last.pt is older), so they are written again, complete."""
+        path = self.out_dir / "metrics.csv"
+        if not path.exists():
+            return
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise DataError(f"{path}: cannot read it as mmlab's metrics.csv ({err}); use a new out_dir") from None
+        lines = text.split("\n")
+        if text and lines[0].strip() != ",".join(CSV_HEADER):
+            raise DataError(f"{path}: not mmlab's metrics.csv (header {lines[0][:80]!r}, expected "
+                            f"{','.join(CSV_HEADER)!r}); use a new out_dir")
+        if not text or text.endswith("\n"):
+            return
+        rows = list(csv.reader(lines[1:-1]))
+        if rows and len(rows[-1]) == len(CSV_HEADER) and rows[-1][1] in stages:
+            stage, epoch = rows[-1][1], int(rows[-1][2])
+            last = self.out_dir / "checkpoints" / stage / "last.pt"
+            saved = _checkpoint_epoch(last) if last.exists() else 0
+            if epoch > saved:
+                rows = [r for r in rows if not (r[1] == stage and r[2] == str(epoch))]
+        kept = "".join(",".join(r) + "\n" for r in rows)
+        atomic_write_text(path, ",".join(CSV_HEADER) + "\n" + kept)
+        warnings.warn(f"{path}: its last line was torn by a crash; repaired (the epoch is logged again)", stacklevel=3)
 
     def _logged_epochs(self, stage: str) -> int:
         """The last epoch of ``stage`` that metrics.csv holds (0 when none)."""
@@ -333,11 +409,9 @@ class Trainer:
         last, best = ck_dir / "last.pt", ck_dir / "best.pt"
         rows = self._stage_rows(stage)
         st = _StageState()
-        ckpt = load_checkpoint(last, self.device) if last.exists() else None
-        if ckpt is not None and ckpt.get("stage") != stage.name:
-            raise DataError(f"{last}: holds stage {ckpt.get('stage')!r}, expected {stage.name!r}")
+        ckpt = _check_checkpoint(load_checkpoint(last, self.device), last, stage.name) if last.exists() else None
         if ckpt is not None and ckpt.get("done"):
-            self.method.load_state_dict(ckpt["best_state"])
+            _load_state(self.method, ckpt["best_state"], last)
             st = self._restore_state(ckpt)
             self._end_stage(i, stage)
             return st.summary()
@@ -348,11 +422,14 @@ class Trainer:
         opt = self._optimizer(stage, cfg, params) if params else None
         base_lrs = [g["lr"] for g in opt.param_groups] if opt is not None else []
         if ckpt is not None:
-            self.method.load_state_dict(ckpt["model"])
-            if opt is not None:
-                opt.load_state_dict(ckpt["optimizer"])
+            _load_state(self.method, ckpt["model"], last)
+            try:
+                if opt is not None:
+                    opt.load_state_dict(ckpt["optimizer"])
+                _set_rng_states(ckpt["rng"])
+            except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as err:
+                raise DataError(f"{last}: damaged checkpoint ({type(err).__name__}: {err}); {_WAY_OUT}") from None
             st = self._restore_state(ckpt)
-            _set_rng_states(ckpt["rng"])
         if st.best_state is None:
             st.best_state = _clone_state(self.method)
         ck_dir.mkdir(parents=True, exist_ok=True)

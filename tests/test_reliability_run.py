@@ -1,0 +1,179 @@
+"""Reliability of runs (the run-folder half of the hostile-input issue): one writer per folder,
+no raw traceback for a damaged or foreign run folder, a torn metrics.csv repaired, bounded YAML
+overrides, settings never silently ignored, files with the user's umask."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from mmlab.cli import main
+from mmlab.errors import ConfigError, DataError
+from mmlab.train import TrainConfig, Trainer, load_checkpoint, save_checkpoint
+from mmlab.utils import FolderLock, atomic_write_text
+
+from test_train import csv_rows, small_model, toy_data
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return toy_data(90)
+
+
+def fit(data, out, **kw):
+    return Trainer(small_model(data), data, out, TrainConfig(progress=False, **kw)).fit()
+
+
+# ----------------------------------------------------------------------------- one writer per folder
+def test_a_busy_run_folder_is_refused_at_once_and_a_stale_lock_is_taken_over(data, tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from mmlab.utils import FolderLock\n"
+                               f"with FolderLock({str(tmp_path)!r}):\n    print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with pytest.raises(DataError, match=r"another mmlab process is writing this run folder \(process \d+"):
+            fit(data, tmp_path)
+        assert time.monotonic() - started < 5  # at once, not after training
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died without releasing: its lock is stale and is taken over
+    assert (tmp_path / FolderLock.NAME).exists()
+    fit(data, tmp_path)
+    assert not (tmp_path / FolderLock.NAME).exists()
+
+
+def test_a_torn_lock_file_is_stale(tmp_path):
+    (tmp_path / FolderLock.NAME).write_text("12")
+    with FolderLock(tmp_path):
+        assert (tmp_path / FolderLock.NAME).read_text().split()[0] == str(os.getpid())
+
+
+# ----------------------------------------------------------------------------- damaged or foreign folders
+def test_out_that_is_a_file_or_holds_foreign_files(data, tmp_path):
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    with pytest.raises(DataError, match="is a file; expected a folder"):
+        fit(data, a_file)
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "config.json").write_text("{not json")
+    with pytest.raises(DataError, match="not an mmlab config.json"):
+        fit(data, tmp_path / "cfg")
+    (tmp_path / "met").mkdir()
+    (tmp_path / "met" / "metrics.csv").write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(DataError, match="not mmlab's metrics.csv"):
+        fit(data, tmp_path / "met")
+
+
+def test_torn_metrics_csv_is_repaired_and_equals_an_uninterrupted_run(data, tmp_path):
+    fit(data, tmp_path / "ref", checkpoint_seconds=0)
+    reference = [r[1:] for r in csv_rows(tmp_path / "ref" / "metrics.csv")]
+
+    class Crash(Exception):
+        pass
+
+    out = tmp_path / "run"
+
+    def crash(stage, epoch, metrics):
+        if epoch == 2:
+            text = (out / "metrics.csv").read_text()
+            (out / "metrics.csv").write_text(text + "2026-01-01T00:00:00,fusion,3,tra")  # a torn write of epoch 3
+            raise Crash
+
+    with pytest.raises(Crash):
+        Trainer(small_model(data), data, out, TrainConfig(progress=False, checkpoint_seconds=0),
+                on_epoch_end=crash).fit()
+    with pytest.warns(UserWarning, match="torn"):
+        fit(data, out, checkpoint_seconds=0)
+    resumed = [r[1:] for r in csv_rows(out / "metrics.csv")]
+    assert resumed == reference
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda ck: [1, 2, 3], "a list, expected a dict"),
+    (lambda ck: {k: v for k, v in ck.items() if k != "model"}, "no 'model'"),
+    (lambda ck: {**ck, "epoch": "two"}, "'epoch' is a str"),
+    (lambda ck: {**ck, "rng": {"torch": torch.zeros(3, dtype=torch.uint8)}}, "damaged checkpoint"),
+    (lambda ck: {**ck, "model": {k: torch.zeros(1) for k in ck["model"]}}, "weights do not fit this method"),
+])
+def test_a_damaged_last_pt_is_reported_with_the_way_out(data, tmp_path, damage, match):
+    class Stop(Exception):
+        pass
+
+    def stop(stage, epoch, metrics):
+        raise Stop
+
+    with pytest.raises(Stop):
+        Trainer(small_model(data), data, tmp_path, TrainConfig(progress=False, checkpoint_seconds=0),
+                on_epoch_end=stop).fit()
+    last = tmp_path / "checkpoints" / "fusion" / "last.pt"
+    save_checkpoint(last, damage(load_checkpoint(last)))
+    with pytest.raises(DataError, match=match) as err:
+        fit(data, tmp_path)
+    assert str(last) in str(err.value) and "delete it and resume" in str(err.value)
+    last.unlink()
+    fit(data, tmp_path)  # the way out works
+
+
+# ----------------------------------------------------------------------------- writes
+def test_a_full_disk_names_the_file_and_keeps_earlier_files(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    target = tmp_path / "results.csv"
+    atomic_write_text(target, "old\n")
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    with pytest.raises(DataError, match=r"results.csv: cannot write here \(No space left on device\)"):
+        atomic_write_text(target, "new\n")
+    assert target.read_text() == "old\n"
+
+
+def test_files_get_the_users_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+        os.umask(0o002)
+        atomic_write_text(tmp_path / "b.txt", "x")
+        assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(old)
+
+
+# ----------------------------------------------------------------------------- arguments and settings
+@pytest.mark.parametrize("override, match", [
+    ("--train.epochs=" + "[" * 60000, "longer than"),
+    ("--train.epochs=" + "[" * 50 + "]" * 50, "nesting deeper than 32"),
+    ("--train.epochs=[&a [1,2], *a, *a]", "aliases"),
+    ("--train.seed=5", "the run seed is --seed"),
+])
+def test_overrides_are_bounded_and_never_silently_ignored(tmp_path, capsys, override, match):
+    rc = main(["train", "reference", "--data", "synthetic", "--out", str(tmp_path / "r"), override])
+    assert rc == 2 and match in capsys.readouterr().err
+
+
+def test_duplicate_methods_or_seeds_are_refused_in_python_too(tmp_path):
+    from mmlab.data.synthetic import make_synthetic
+    from mmlab.experiments import compare
+
+    tiny = make_synthetic(preset="tiny")
+    with pytest.raises(ConfigError, match="given more than once"):
+        compare(tiny, ["reference", "reference"], seeds=[1], out=tmp_path / "a", progress=False)
+    with pytest.raises(ConfigError, match="given more than once"):
+        compare(tiny, ["reference"], seeds=[7, 7], out=tmp_path / "b", progress=False)
