@@ -5,6 +5,8 @@
     mmlab train METHOD --data NAME_OR_PATH --out RUN_DIR [--key.sub=value ...]
     mmlab compare --data NAME --methods a,b --protocol patterns --seeds 1111 --out DIR [--workers 2]
     mmlab compare --suite full --workers 2 --out DIR     the full comparison of every method
+    mmlab compare ... --executor inline|local|slurm [--slurm.partition P ...] [--resume]
+    mmlab sweep CONFIG --out DIR [--executor ...]        a grid of datasets x methods x seeds x overrides
     mmlab report RESULTS_DIR ... --out DIR
     mmlab bench [--methods a,b]
 """
@@ -65,8 +67,11 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     from mmlab.workspace import run_notebooks
 
     params = {name: value for name, value in (args.param or [])}
+    # notebooks_dir None: the repository's notebooks/, wherever mmlab is started from; a relative --out is
+    # relative to this directory (run_notebooks makes both absolute before papermill sees them)
     out = run_notebooks(
-        notebooks_dir=args.notebooks, runs_root=args.out, params=params, timeout=args.timeout, kernel=args.kernel
+        notebooks_dir=args.notebooks, runs_root=args.out, params=params, timeout=args.timeout, kernel=args.kernel,
+        **_executor_kwargs(args),
     )
     print(f"run folder: {out}")
     return 0
@@ -104,16 +109,15 @@ def cmd_compare(args: argparse.Namespace, extra: list[str]) -> int:
     methods = args.method_list if args.method_list is not None else list(COMPARISON_METHODS)
     common = dict(methods=methods, seeds=seeds, out=args.out, overrides=extra, device=args.device,
                   preset=args.preset, workers=args.workers, checkpoint_seconds=args.checkpoint_seconds,
-                  test_splits=[s for s in args.test_split.split(",") if s])
+                  test_splits=[s for s in args.test_split.split(",") if s], resume=args.resume,
+                  **_executor_kwargs(args))
     if args.suite:
         if args.data or args.protocol:
             raise ConfigError("--suite full fixes the datasets and protocols: drop --data / --protocol")
         written = compare_suite(FULL_SUITE, **common)
         paths = [p for ps in written.values() for p in ps]
         if not args.no_report:
-            from mmlab.report import build_report
-
-            paths += build_report([Path(ps[0]).parent for ps in written.values()], Path(args.out) / "report")
+            paths += _report(written, args.out)
     else:
         paths = compare(data=args.data or "synthetic", protocol=args.protocol or "patterns", **common)
     for p in paths:
@@ -121,9 +125,38 @@ def cmd_compare(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
-    from mmlab.report import build_report
+def cmd_sweep(args: argparse.Namespace, extra: list[str]) -> int:
+    from mmlab.experiments import sweep
 
+    written = sweep(args.config, args.out, overrides=extra, workers=args.workers, resume=args.resume,
+                    **_executor_kwargs(args))
+    paths = [p for ps in written.values() for p in ps]
+    if not args.no_report:
+        paths += _report(written, args.out)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def _report(written: dict, out: str) -> list[Path]:
+    """The report of a suite or sweep in OUT/report (a new OUT/report-<time> when --resume finds one)."""
+    from mmlab.report import build_report
+    from mmlab.utils import new_run_dir
+
+    target = Path(out) / "report"
+    if target.exists():
+        target = new_run_dir(out, prefix="report-")
+    return build_report([Path(ps[0]).parent for ps in written.values()], target)
+
+
+def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
+    from mmlab.report import build_report, missing_jobs
+
+    missing = missing_jobs(args.results)
+    if missing:
+        print(f"mmlab report: partial results, {len(missing)} job(s) have no rows yet:", file=sys.stderr)
+        for m in missing:
+            print(f"  {m}", file=sys.stderr)
     for p in build_report(args.results, args.out):
         print(f"wrote {p}")
     return 0
@@ -198,6 +231,8 @@ def check_args(args: argparse.Namespace) -> None:
         args.seed_list = parse_seeds(args.seeds)
         _names("--protocol", args.protocol, PROTOCOL_NAMES)
         _names("--test-split", args.test_split, [s for s in str(args.test_split).split(",") if s.strip()])
+    if args.command == "sweep" and not Path(args.config).is_file():
+        raise ConfigError(f"CONFIG: {args.config!r} is not a file (expected a YAML or JSON sweep file)")
     if args.command == "bench" and args.methods is not None:
         _names("--methods", args.methods, method_names())
 
@@ -214,6 +249,42 @@ def pin_threads(threads: int | None) -> int:
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
     return n
+
+
+def _add_executor_options(parser: argparse.ArgumentParser, resume: bool = True) -> None:
+    """--executor and the --slurm.* resources (and --resume) of compare, sweep and run."""
+    parser.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline",
+                        help="inline: in this process (or --workers spawned ones); local: each job a local process "
+                             "(submitit); slurm: one Slurm job array (default: inline)")
+    if resume:
+        parser.add_argument("--resume", action="store_true",
+                            help="add methods, seeds or protocols to an existing --out folder: reuse its finished "
+                                 "jobs, run the missing ones, rewrite results.csv/.md and timing.csv")
+    g = parser.add_argument_group("Slurm resources per job (with --executor slurm)")
+    g.add_argument("--slurm.partition", dest="slurm_partition", metavar="NAME", default=None,
+                   help="partition (default: the cluster's default)")
+    g.add_argument("--slurm.gpus-per-job", dest="slurm_gpus_per_job", metavar="N", type=int, default=0,
+                   help="GPUs (default: 0)")
+    g.add_argument("--slurm.cpus-per-job", dest="slurm_cpus_per_job", metavar="N", type=int, default=1,
+                   help="CPUs, also the job's torch threads (default: 1)")
+    g.add_argument("--slurm.array-parallelism", dest="slurm_array_parallelism", metavar="N", type=int, default=32,
+                   help="jobs of the array running at once (default: 32)")
+    g.add_argument("--slurm.time", dest="slurm_time", metavar="MINUTES", type=int, default=240,
+                   help="time limit in minutes (default: 240)")
+    g.add_argument("--slurm.mem", dest="slurm_mem", metavar="GB", type=float, default=16.0,
+                   help="memory in GB (default: 16)")
+    g.add_argument("--slurm.account", dest="slurm_account", metavar="NAME", default=None,
+                   help="account to charge (default: none)")
+
+
+def _executor_kwargs(args: argparse.Namespace) -> dict:
+    """``executor`` and ``slurm`` (`mmlab.executors.SlurmOptions`) from the parsed options."""
+    from mmlab.executors import SlurmOptions
+
+    slurm = SlurmOptions(partition=args.slurm_partition, gpus_per_job=args.slurm_gpus_per_job,
+                         cpus_per_job=args.slurm_cpus_per_job, array_parallelism=args.slurm_array_parallelism,
+                         time=args.slurm_time, mem=args.slurm_mem, account=args.slurm_account)
+    return {"executor": args.executor, "slurm": slurm}
 
 
 def _methods_epilog(command: str) -> str:
@@ -235,10 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="execute the notebooks with papermill into a new runs/<timestamp>/ folder")
     run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="notebook parameter")
-    run.add_argument("--notebooks", default="notebooks", help="folder of ordered notebooks (default: notebooks)")
-    run.add_argument("--out", default="runs", help="root of the run folders (default: runs)")
+    run.add_argument("--notebooks", default=None,
+                     help="folder of ordered notebooks (default: the repository's notebooks/, from any directory)")
+    run.add_argument("--out", default="runs",
+                     help="root of the run folders, relative to the current directory (default: runs)")
     run.add_argument("--timeout", type=int, default=900, help="per-cell execution timeout in seconds")
     run.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    _add_executor_options(run, resume=False)
     run.set_defaults(func=cmd_run)
 
     data = sub.add_parser("data", help="datasets: list, oracle, validate")
@@ -281,10 +355,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="full: every dataset of the full comparison with its protocols, then the report")
     cp.add_argument("--test-split", default="test",
                     help="comma-separated test splits to evaluate on, e.g. test,test_ood (default: test)")
-    cp.add_argument("--workers", type=int, default=1, help="parallel training processes, one thread each (default: 1)")
+    cp.add_argument("--workers", type=int, default=1,
+                    help="parallel jobs (inline and local executors), one thread each (default: 1)")
     cp.add_argument("--no-report", action="store_true", help="with --suite: skip writing OUT/report")
     cp.add_argument("--out", required=True)
+    _add_executor_options(cp)
     cp.set_defaults(func=cmd_compare)
+
+    sw = sub.add_parser("sweep", help="a grid of datasets x methods x seeds x dotted overrides from a YAML/JSON file",
+                        epilog="CONFIG keys: datasets {name or .npz: [protocols]}, methods, seeds, overrides "
+                               "{key: value}, grid {dotted.key: [values]}, test_splits, device, preset, "
+                               "checkpoint_seconds (mmlab.experiments.load_sweep)")
+    sw.add_argument("config", help="YAML or JSON sweep file")
+    sw.add_argument("--out", required=True, help="sweep folder: OUT/<dataset>/{results.csv,jobs/,runs/}, OUT/report")
+    sw.add_argument("--workers", type=int, default=1,
+                    help="parallel jobs (inline and local executors), one thread each (default: 1)")
+    sw.add_argument("--threads", type=int, default=None, help="torch threads of this process (default: 1)")
+    sw.add_argument("--no-report", action="store_true", help="skip writing OUT/report")
+    _add_executor_options(sw)
+    sw.set_defaults(func=cmd_sweep)
 
     rp = sub.add_parser("report", help="aggregate results.csv files into CSV / Markdown / HTML")
     rp.add_argument("results", nargs="+", help="folders holding results.csv")
@@ -304,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("train", "compare"):
+    if extra and args.command not in ("train", "compare", "sweep"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     bad = [e for e in extra if not (e.startswith("--") and "=" in e)]
     if bad:

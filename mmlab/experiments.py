@@ -11,24 +11,45 @@ defaults is the full comparison (`FULL_SUITE`: every method in `COMPARISON_METHO
 1111-1115, `synthetic` and `handwritten`), what ``mmlab compare --suite full`` runs. With
 ``workers > 1`` the (dataset, method, seed) jobs run in spawned processes, one torch thread
 each, and the rows come back in job order, identical to a one-process run.
+
+Every (dataset, method, seed) job goes through one executor (`mmlab.executors`: ``inline``,
+``local`` processes or a ``slurm`` array, built on submitit) and writes its rows atomically into
+its own folder; the aggregated files are derived from those rows. Layout of an ``out`` folder
+(one such folder per dataset under a suite's or a sweep's ``out``)::
+
+    results.csv, results.md                 all rows; mean ± std over seeds (rewritten on --resume)
+    timing.csv                              seconds per job and the wall time (in a suite's root)
+    runs/<method>/seed<k>[-<hash>]/         the Trainer's run folder (checkpoints, metrics.csv)
+    jobs/plan.json                          every planned job and its parts (split.protocol)
+    jobs/<method>/seed<k>[-<hash>]/         spec.json, rows.<split>.<protocol>.csv, status.json, logs/
+    jobs/bayes_oracle/seed<k>/              the oracle's rows (computed in the calling process)
+
+A job is finished when each of its parts has its rows file: a re-run skips it, so a killed run
+resumes, and ``resume=True`` adds methods, seeds or protocols to a finished folder. `sweep` runs
+a grid over datasets x methods x seeds x dotted overrides from a YAML or JSON file.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import itertools
+import json
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from tqdm.auto import tqdm
-
+from mmlab import executors as ex
 from mmlab.data import MMDataset, load_dataset
 from mmlab.errors import ConfigError, DataError
+from mmlab.executors import SlurmOptions
 from mmlab.tables import csv_text
 from mmlab.utils import atomic_write_text
 
 PROTOCOLS = ("patterns", "full", "rates", "eta", "generation")
+ORACLE = "bayes_oracle"
 
 
 def _data(data: str | MMDataset) -> MMDataset:
@@ -80,6 +101,11 @@ def train_method(
     from mmlab.train import TrainConfig, Trainer
     from mmlab.utils import seed_everything
 
+    overrides = list(overrides)
+    seeded = [o for o in overrides if o.lstrip("-").split("=", 1)[0].split(".")[-1] == "seed"]
+    if seeded:
+        raise ConfigError(f"override {seeded[0]!r}: the run seed is --seed (train) / --seeds (compare) and reaches "
+                          "every stage and generator; drop the override")
     data = method_input(name, _data(data), device)
     seed_everything(seed)
     method = make_method(name, data, list(overrides), preset=preset, seed=seed)
@@ -132,57 +158,30 @@ class _Job:
     group: int = 0  # index of the dataset in the suite
     checkpoint_seconds: float = 30.0
     test_splits: tuple[str, ...] = ("test",)
+    parts: tuple[tuple[str, str], ...] = ()  # the (split, protocol) pairs to evaluate; () = all of them
+    label: str = ""  # the method name in the rows (a sweep adds its grid values); "" = ``name``
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return list(self.parts) or [(s, p) for s in self.test_splits for p in self.protocols]
 
 
-def _run_job(job: _Job, progress: bool = False, threads: int | None = None) -> tuple[list[dict], float]:
-    """Run one `_Job` (in this process or a worker); returns its result rows and seconds taken."""
+def _run_job(job: _Job, progress: bool = False, threads: int | None = None) -> dict[str, list[dict]]:
+    """Run one `_Job` (the job function of every executor): train resumably, then evaluate;
+    returns the result rows per part (``"<split>.<protocol>"``, `mmlab.executors.part_name`)."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    started = time.time()
     data = _cached_data(job.data) if isinstance(job.data, str) else job.data
     data = method_input(job.name, data, job.device)
     method = train_method(job.name, data, job.run_dir, job.overrides, job.device, job.seed, job.preset, progress,
                           job.checkpoint_seconds)
-    rows = _evaluate_all(method, job.name, data, job.protocols, job.seed, job.device, job.test_splits)
-    return rows, time.time() - started
+    return _evaluate_parts(method, job.label or job.name, data, job.pairs(), job.seed, job.device)
 
 
 @functools.lru_cache(maxsize=4)
 def _cached_data(name: str) -> MMDataset:
     return load_dataset(name)
-
-
-def _execute(jobs: Sequence[_Job], workers: int, progress: bool) -> list[tuple[list[dict], float]]:
-    """Run ``jobs``, in order in this process when ``workers == 1``, else on a pool of
-    ``workers`` spawned processes with one torch thread each (small models run fastest on
-    one thread per core). Results come back in job order, so rows do not depend on scheduling.
-    """
-    if workers < 1:
-        raise ConfigError(f"workers: expected an integer >= 1, got {workers}")
-    if workers == 1:
-        bar = tqdm(jobs, desc="compare", disable=not progress or len(jobs) < 2)
-        return [_run_job(job, progress=progress) for job in bar]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    results: list[tuple[list[dict], float] | None] = [None] * len(jobs)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_job, job, False, 1): i for i, job in enumerate(jobs)}
-        bar = tqdm(total=len(jobs), desc=f"compare ({workers} workers)", disable=not progress)
-        try:
-            for fut in as_completed(futures):
-                i = futures[fut]
-                results[i] = fut.result()
-                bar.set_postfix_str(f"{jobs[i].name} seed {jobs[i].seed}: {results[i][1]:.0f} s")
-                bar.update()
-        except BaseException:
-            pool.shutdown(cancel_futures=True)
-            raise
-        finally:
-            bar.close()
-    return results  # type: ignore[return-value]
 
 
 def _check_protocols(protocol: str | Sequence[str]) -> list[str]:
@@ -202,6 +201,20 @@ def _check_methods(methods: Sequence[str]) -> None:
     bad = [m for m in methods if m not in known]
     if bad:
         raise ConfigError(f"--methods: unknown {bad}; expected some of {known}")
+    repeated = sorted({m for m in methods if list(methods).count(m) > 1})
+    if repeated:
+        raise ConfigError(f"--methods: {repeated} given more than once (each method and seed is one run folder)")
+
+
+def _suite_entries(suite: Mapping[str, str | Sequence[str]] | None, out: Path) -> list[tuple]:
+    suite = dict(FULL_SUITE if suite is None else suite)
+    if not suite:
+        raise ConfigError("suite: expected at least one dataset")
+    datasets = [_data(key) for key in suite]
+    names = [d.name for d in datasets]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"suite: dataset names {names} repeat; expected one entry per dataset")
+    return [(key, d, p, out / d.name) for key, d, p in zip(suite, datasets, suite.values())]
 
 
 def compare_suite(
@@ -216,25 +229,23 @@ def compare_suite(
     progress: bool = True,
     checkpoint_seconds: float = 30.0,
     test_splits: Sequence[str] = ("test",),
+    executor: str = "inline",
+    resume: bool = False,
+    slurm: SlurmOptions | None = None,
 ) -> dict[str, list[Path]]:
     """Compare ``methods`` on several datasets at once: ``suite`` maps a dataset name (or a
     BYO ``.npz`` path) to its protocols; the default, `FULL_SUITE`, is the full comparison.
 
-    Every (dataset, seed, method) job goes to one pool of ``workers`` processes. Each dataset
-    gets ``out/<dataset>/results.csv`` and ``results.md`` with its runs under
-    ``out/<dataset>/runs/<method>/seed<k>/`` (resumable), and ``out/timing.csv`` lists the
-    seconds of every job and the wall time. Returns the written paths per dataset name.
+    Every (dataset, seed, method) job goes to one ``executor`` (`mmlab.executors`: "inline" with
+    ``workers`` processes, "local" processes, or a "slurm" array with ``slurm`` resources). Each
+    dataset gets ``out/<dataset>/results.csv`` and ``results.md``, its runs under
+    ``out/<dataset>/runs/<method>/seed<k>/`` and its jobs' rows under
+    ``out/<dataset>/jobs/<method>/seed<k>/``; ``out/timing.csv`` lists the seconds of every job
+    and the wall time. ``resume``: see `compare`. Returns the written paths per dataset name.
     """
-    suite = dict(FULL_SUITE if suite is None else suite)
-    if not suite:
-        raise ConfigError("suite: expected at least one dataset")
-    datasets = [_data(key) for key in suite]
-    names = [d.name for d in datasets]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"suite: dataset names {names} repeat; expected one entry per dataset")
-    entries = [(key, d, p, Path(out) / d.name) for key, d, p in zip(suite, datasets, suite.values())]
+    entries = _suite_entries(suite, Path(out))
     return _compare(entries, methods, seeds, Path(out), overrides, device, preset, workers, progress,
-                    checkpoint_seconds, test_splits)
+                    checkpoint_seconds, test_splits, executor, resume, slurm)
 
 
 def compare(
@@ -250,18 +261,28 @@ def compare(
     workers: int = 1,
     checkpoint_seconds: float = 30.0,
     test_splits: Sequence[str] = ("test",),
+    executor: str = "inline",
+    resume: bool = False,
+    slurm: SlurmOptions | None = None,
 ) -> list[Path]:
     """Train every method for every seed and evaluate all of them on the same seeded test masks.
 
     Writes ``out/results.csv`` (one row per dataset, method, protocol, condition, seed),
     ``out/results.md`` (mean ± std over seeds) and ``out/timing.csv``; returns the results'
     paths. ``test_splits``: the test splits to evaluate on (e.g. ``("test", "test_ood")``; a
-    ``split`` column tells them apart); training never reads any of them. ``workers > 1`` runs the (method, seed) jobs in parallel processes, one torch
-    thread each; the rows are the same as with one worker. Existing results are never
-    overwritten.
+    ``split`` column tells them apart); training never reads any of them.
+
+    Each (method, seed) is one job of ``executor`` (`mmlab.executors`): "inline" runs it in
+    this process, or with ``workers > 1`` in parallel spawned processes, one torch thread each;
+    "local" runs each as a local process; "slurm" submits them as one job array (``slurm``:
+    `SlurmOptions`). The rows are the same for every executor. A job writes its rows into
+    ``out/jobs/<method>/seed<k>/`` (one file per test split and protocol, never overwritten),
+    so a killed run resumes: the same call skips finished jobs and retries the others. An
+    existing ``results.csv`` is refused unless ``resume``, which adds methods, seeds or
+    protocols to the folder, reuses every finished job and rewrites the aggregated files.
     """
     written = _compare([(data, _data(data), protocol, Path(out))], methods, seeds, Path(out), overrides, device, preset,
-                       workers, progress, checkpoint_seconds, test_splits)
+                       workers, progress, checkpoint_seconds, test_splits, executor, resume, slurm)
     return next(iter(written.values()))
 
 
@@ -277,64 +298,276 @@ def _check_test_splits(test_splits: str | Sequence[str], datasets: Sequence[MMDa
     return splits
 
 
-def _compare(entries, methods, seeds, out: Path, overrides, device, preset, workers, progress,
-             checkpoint_seconds: float = 30.0, test_splits: Sequence[str] = ("test",)) -> dict[str, list[Path]]:
-    """`compare` / `compare_suite`: ``entries`` are (name or dataset, dataset, protocols, folder)."""
+def _digest(overrides: Sequence[str]) -> str:
+    """Eight hex digits naming a set of grid overrides (a sweep job's folder suffix)."""
+    return hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:8]
+
+
+def _plan_jobs(entries, plans, methods, seeds, overrides, device, preset, workers, checkpoint_seconds,
+               test_splits, executor, grid) -> list[_Job]:
+    """Every (dataset, seed, grid point, method) job once, in that order."""
+    routed = _split_overrides(overrides, methods)
+    remote = workers > 1 or executor != "inline"  # workers reload a named dataset rather than receive a copy
+    jobs, seen = [], set()
+    for group, ((entry, data, _, _), (protocols, folder)) in enumerate(zip(entries, plans)):
+        for seed in seeds:
+            for point in grid:
+                extra_of = _split_overrides(point, methods)
+                for name in methods:
+                    extra = tuple(extra_of[name])
+                    if (group, int(seed), name, extra) in seen:
+                        continue
+                    seen.add((group, int(seed), name, extra))
+                    tag = f"seed{seed}" + (f"-{_digest(extra)}" if extra else "")
+                    label = f"{name}[{','.join(o.lstrip('-') for o in extra)}]" if extra else name
+                    jobs.append(_Job(entry if remote and isinstance(entry, str) else data, name, int(seed),
+                                     folder / "runs" / name / tag, (*routed[name], *extra), tuple(protocols), device,
+                                     preset, group, checkpoint_seconds, test_splits, label=label))
+    return jobs
+
+
+def _write_results(rows: list[dict], folder: Path) -> list[Path]:
+    """``results.csv`` and ``results.md`` of ``rows`` into ``folder``, each replaced atomically."""
+    import shutil
+    import tempfile
+
     from mmlab import evaluate as ev
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".results-"))
+    try:
+        paths = []
+        for path in ev.write_results(rows, tmp).values():
+            os.replace(path, folder / path.name)
+            paths.append(folder / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return paths
+
+
+def _compare(entries, methods, seeds, out: Path, *args: Any, **kwargs: Any) -> dict[str, list[Path]]:
+    """`_compare_in` with ``out`` locked: one compare, sweep or suite writes a folder at a time
+    (a second one fails at once, naming the first)."""
+    from mmlab.utils import FolderLock
+
+    with FolderLock(out, "compare folder"):
+        return _compare_in(entries, methods, seeds, out, *args, **kwargs)
+
+
+def _compare_in(entries, methods, seeds, out: Path, overrides, device, preset, workers, progress,
+                checkpoint_seconds: float = 30.0, test_splits: Sequence[str] = ("test",), executor: str = "inline",
+                resume: bool = False, slurm: SlurmOptions | None = None,
+                grid: Sequence[Sequence[str]] = ((),)) -> dict[str, list[Path]]:
+    """`compare` / `compare_suite` / `sweep`: ``entries`` are (name or dataset, dataset, protocols,
+    folder); ``grid`` lists the override sets of a sweep (each set with each method is a job)."""
     from mmlab.methods.oracle import has_oracle, oracle_of
 
+    ex.check_executor(executor, workers)
     _check_methods(methods)
     if not seeds:
         raise ConfigError("--seeds: expected at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds: {sorted({s for s in seeds if list(seeds).count(s) > 1})} given more than once")
     plans = [(_check_protocols(protocols), folder) for _, _, protocols, folder in entries]
     timing = out / "timing.csv"
-    for path in [*(folder / "results.csv" for _, folder in plans), timing]:
-        if path.exists():
-            raise DataError(f"{path} exists: choose a new --out folder (results are never overwritten)")
+    if not resume:
+        for path in [*(folder / "results.csv" for _, folder in plans), timing]:
+            if path.exists():
+                raise DataError(f"{path} exists: pass --resume (resume=True) to add methods, seeds or protocols to "
+                                "this folder, reusing its finished jobs, or choose a new --out folder "
+                                "(results are never overwritten)")
     datasets = [data for _, data, _, _ in entries]
     test_splits = _check_test_splits(test_splits, datasets)
-    routed = _split_overrides(overrides, methods)
-    jobs = [
-        # workers reload a named dataset rather than receive a pickled copy
-        _Job(entry if workers > 1 and isinstance(entry, str) else data, name, int(seed), folder / "runs" / name / f"seed{seed}",
-             tuple(routed[name]), tuple(protocols), device, preset, group, checkpoint_seconds, test_splits)
-        for group, ((entry, data, _, _), (protocols, folder)) in enumerate(zip(entries, plans))
-        for seed in seeds for name in methods
-    ]
+    jobs = _plan_jobs(entries, plans, methods, seeds, overrides, device, preset, workers, checkpoint_seconds,
+                      test_splits, executor, grid)
     started = time.time()
-    results = _execute(jobs, workers, progress)
-    written: dict[str, list[Path]] = {}
+    tasks, planned = [], [[] for _ in plans]
+    for job in jobs:
+        data, root = datasets[job.group], plans[job.group][1] / "jobs"
+        folder = root / job.name / job.run_dir.name
+        ex.claim(folder, {"dataset": data.name, "method": job.name, "seed": job.seed, "overrides": list(job.overrides),
+                          "preset": job.preset})
+        parts = [ex.part_name(s, p) for s, p in job.pairs()]
+        planned[job.group].append({"job": f"{job.name}/{folder.name}", "method": job.label or job.name,
+                                   "seed": job.seed, "parts": parts, "rank": 0})
+        lacking = set(ex.missing_parts(folder, parts))
+        todo = tuple(pair for pair, part in zip(job.pairs(), parts) if part in lacking)
+        tasks.append(ex.Task(f"{data.name} {job.label or job.name} seed {job.seed}", folder,
+                             tuple(ex.part_name(*pair) for pair in todo), _run_job, (replace(job, parts=todo),)))
     for group, (data, (protocols, folder)) in enumerate(zip(datasets, plans)):
-        rows = [r for job, (job_rows, _) in zip(jobs, results) if job.group == group for r in job_rows]
-        if has_oracle(data):
-            oracle, kept = oracle_of(data), [p for p in protocols if p != "generation"]
+        kept = [p for p in protocols if p != "generation"]
+        if has_oracle(data) and kept:  # the Bayes oracle on the same masks: cheap, computed here
+            oracle = None
             for seed in seeds:
-                rows += _evaluate_all(oracle, "bayes_oracle", data, kept, int(seed), "cpu", test_splits)
-        written[data.name] = list(ev.write_results(rows, folder).values())
+                ofolder = folder / "jobs" / ORACLE / f"seed{seed}"
+                ex.claim(ofolder, {"dataset": data.name, "method": ORACLE, "seed": int(seed)})
+                pairs = [(s, p) for s in test_splits for p in kept]
+                parts = [ex.part_name(s, p) for s, p in pairs]
+                planned[group].append({"job": f"{ORACLE}/{ofolder.name}", "method": ORACLE, "seed": int(seed),
+                                       "parts": parts, "rank": 1})
+                lacking = set(ex.missing_parts(ofolder, parts))
+                if lacking:
+                    oracle = oracle or oracle_of(data)
+                    todo = [pair for pair, part in zip(pairs, parts) if part in lacking]
+                    for part, rows in _evaluate_parts(oracle, ORACLE, data, todo, int(seed), "cpu").items():
+                        ex.write_rows(ex.rows_path(ofolder, part), rows)
+        ex.update_plan(folder / "jobs", planned[group])
+    spent = ex.execute(tasks, executor, workers, slurm, log_root=out, progress=progress)
+    written: dict[str, list[Path]] = {}
+    cells = []
+    for data, (_, folder) in zip(datasets, plans):
+        rows, missing = ex.gather(folder / "jobs")
+        if missing:
+            raise DataError(f"{folder}: jobs without rows: {'; '.join(missing)}")
+        written[data.name] = _write_results(rows, folder)
+        plan = json.loads((folder / "jobs" / ex.PLAN).read_text())["jobs"]
+        for e in (e for e in plan if e.get("rank", 0) == 0):
+            secs = ex.job_seconds(folder / "jobs" / e["job"])
+            cells.append([data.name, e["method"], e["seed"], "" if secs is None else f"{secs:.1f}"])
     wall = time.time() - started
-    cells = [[datasets[job.group].name, job.name, job.seed, f"{secs:.1f}"] for job, (_, secs) in zip(jobs, results)]
     atomic_write_text(timing, csv_text(["dataset", "method", "seed", "seconds"], [*cells, ["all", "all", "all", f"{wall:.1f}"]]))
     if progress:
-        print(f"compare: {len(methods)} method(s) x {len(seeds)} seed(s) x {len(entries)} dataset(s) in {wall:.0f} s "
-              f"wall ({sum(s for _, s in results):.0f} s of jobs, {workers} worker(s)); times in {timing}")
+        ran = sum(1 for t in tasks if t.parts)
+        print(f"compare: {len(tasks)} job(s) ({ran} run, {len(tasks) - ran} finished before) on {len(entries)} "
+              f"dataset(s) in {wall:.0f} s wall ({sum(spent):.0f} s of jobs, executor {executor}, {workers} worker(s)); "
+              f"times in {timing}")
     return written
+
+
+def _evaluate_parts(method, name: str, data: MMDataset, pairs: Sequence[tuple[str, str]], seed: int,
+                    device: str) -> dict[str, list[dict]]:
+    """Rows per (test split, protocol) pair, through `mmlab.evaluate` (the generation protocol only
+    for methods with the completion interface, `Method.completes`), keyed by `part_name`."""
+    from mmlab import evaluate as ev
+
+    method.name = name
+    train = data.subset("train")
+    out: dict[str, list[dict]] = {}
+    for split, protocol in pairs:
+        rows: list[dict] = []
+        if protocol == "generation":
+            if callable(getattr(method, "completes", None)) and method.completes():
+                rows = ev.generation_table(method, data, split=split, seed=seed, device=device)
+        else:
+            conds = conditions_for(protocol, data)
+            rows = ev.evaluate(method, data, split=split, conditions=conds, seed=seed, train=train, device=device)
+        out[ex.part_name(split, protocol)] = list(rows)
+    return out
 
 
 def _evaluate_all(method, name: str, data: MMDataset, protocols: Sequence[str], seed: int, device: str,
                   test_splits: Sequence[str] = ("test",)) -> list[dict]:
-    """Every protocol on every test split, through `mmlab.evaluate` (the generation protocol only
-    for methods with the completion interface, `Method.completes`)."""
-    from mmlab import evaluate as ev
+    """Every protocol on every test split (`_evaluate_parts`), the rows in one list."""
+    parts = _evaluate_parts(method, name, data, [(s, p) for s in test_splits for p in protocols], seed, device)
+    return [r for rows in parts.values() for r in rows]
 
-    rows: list[dict] = []
-    method.name = name
-    train = data.subset("train")
-    for split in test_splits:
-        for protocol in protocols:
-            if protocol == "generation":
-                if callable(getattr(method, "completes", None)) and method.completes():
-                    rows += ev.generation_table(method, data, split=split, seed=seed, device=device)
-                continue
-            conds = conditions_for(protocol, data)
-            rows += ev.evaluate(method, data, split=split, conditions=conds, seed=seed, train=train, device=device)
-    return rows
+
+# ------------------------------------------------------------------------------ sweeps
+SWEEP_KEYS = ("datasets", "methods", "seeds", "overrides", "grid", "test_splits", "device", "preset",
+              "checkpoint_seconds")
+
+
+def _override_text(key: str, value: Any) -> str:
+    """``--key=value`` with the value as YAML reads it back (strings as they are)."""
+    return f"--{key}={value if isinstance(value, str) else json.dumps(value)}"
+
+
+def load_sweep(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """Read and check a sweep file (YAML or JSON), e.g.::
+
+        datasets: {synthetic: [patterns, rates], handwritten: [full]}   # name or .npz path: protocols
+        methods: [zero_fill, admc]          # default: every compared method
+        seeds: [1111, 1112, 1113]           # default: 1111-1115
+        overrides: {train.epochs: 20}       # every job (or a list of "--key=value")
+        grid:                               # dotted key: values; every combination is a job
+          admc.diffusion.start_step: [30, 50]
+          train.lr: [0.001, 0.0003]
+
+    Also ``test_splits``, ``device``, ``preset``, ``checkpoint_seconds``. Returns the checked
+    values with defaults filled in; `ConfigError` names the file and the key."""
+    where = "sweep config"
+    if not isinstance(config, Mapping):
+        import yaml
+
+        path = Path(config)
+        where = str(path)
+        try:
+            config = yaml.safe_load(path.read_text())
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read the sweep file ({err.strerror})") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML or JSON ({str(err).splitlines()[0]})") from None
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with keys {list(SWEEP_KEYS)}, got {type(config).__name__}")
+    unknown = sorted(set(config) - set(SWEEP_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {list(SWEEP_KEYS)}")
+
+    def names(key: str, default: Sequence[str]) -> list[str]:
+        value = config.get(key, default)
+        value = value.split(",") if isinstance(value, str) else value
+        if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{where}: {key}: expected a non-empty list of names, got {value!r}")
+        return list(value)
+
+    datasets = config.get("datasets")
+    if isinstance(datasets, (list, tuple)) and all(isinstance(d, str) for d in datasets):
+        datasets = {d: "patterns" for d in datasets}
+    if not isinstance(datasets, Mapping) or not datasets:
+        raise ConfigError(f"{where}: datasets: expected a mapping of dataset name or .npz path to protocols, e.g. "
+                          f"{{synthetic: [patterns, rates]}}, got {datasets!r}")
+    suite = {}
+    for name, protocols in datasets.items():
+        protocols = protocols.split(",") if isinstance(protocols, str) else protocols
+        if not isinstance(protocols, (list, tuple)) or not protocols:
+            raise ConfigError(f"{where}: datasets.{name}: expected a list of protocols {list(PROTOCOLS)}, got {protocols!r}")
+        try:
+            suite[str(name)] = tuple(_check_protocols(list(protocols)))
+        except ConfigError as err:
+            raise ConfigError(f"{where}: datasets.{name}: {err}") from None
+    seeds = config.get("seeds", list(DEFAULT_SEEDS))
+    if not isinstance(seeds, (list, tuple)) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds) \
+            or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{where}: seeds: expected a list of distinct non-negative integers, got {seeds!r}")
+    overrides = config.get("overrides") or []
+    if isinstance(overrides, Mapping):
+        overrides = [_override_text(str(k), v) for k, v in overrides.items()]
+    if not isinstance(overrides, (list, tuple)) or not all(isinstance(o, str) and o.startswith("--") and "=" in o
+                                                           for o in overrides):
+        raise ConfigError(f"{where}: overrides: expected a mapping {{key: value}} or a list of '--key=value', "
+                          f"got {overrides!r}")
+    grid = config.get("grid") or {}
+    if not isinstance(grid, Mapping) or not all(isinstance(v, (list, tuple)) and v for v in grid.values()):
+        raise ConfigError(f"{where}: grid: expected a mapping of dotted key to a non-empty list of values, got {grid!r}")
+    points = [tuple(_override_text(str(k), v) for k, v in zip(grid, values))
+              for values in itertools.product(*grid.values())]
+    seconds = config.get("checkpoint_seconds", 30.0)
+    if not isinstance(seconds, (int, float)) or seconds < 0:
+        raise ConfigError(f"{where}: checkpoint_seconds: expected a number >= 0, got {seconds!r}")
+    return {"suite": suite, "methods": names("methods", COMPARISON_METHODS), "seeds": [int(s) for s in seeds],
+            "overrides": list(overrides), "grid": points or [()], "test_splits": names("test_splits", ["test"]),
+            "device": str(config.get("device", "cpu")), "preset": config.get("preset"),
+            "checkpoint_seconds": float(seconds)}
+
+
+def sweep(
+    config: str | Path | Mapping[str, Any],
+    out: str | Path,
+    overrides: Iterable[str] = (),
+    executor: str = "inline",
+    workers: int = 1,
+    resume: bool = False,
+    slurm: SlurmOptions | None = None,
+    progress: bool = True,
+) -> dict[str, list[Path]]:
+    """A grid over datasets x methods x seeds x dotted overrides (`load_sweep`), one job each.
+
+    Like `compare_suite` (``out/<dataset>/results.csv``, ``results.md``, ``jobs/``, ``runs/``,
+    ``out/timing.csv``); a job of a grid point is ``jobs/<method>/seed<k>-<hash of its overrides>/``
+    and its rows name the method with the point's values, e.g. ``admc[diffusion.start_step=30]``.
+    ``overrides`` (the command line's) follow the file's. Returns the written paths per dataset."""
+    cfg = load_sweep(config)
+    entries = _suite_entries(cfg["suite"], Path(out))
+    return _compare(entries, cfg["methods"], cfg["seeds"], Path(out), [*cfg["overrides"], *overrides], cfg["device"],
+                    cfg["preset"], workers, progress, cfg["checkpoint_seconds"], cfg["test_splits"], executor, resume,
+                    slurm, cfg["grid"])

@@ -3,7 +3,9 @@
     paths = build_report(["runs/cmp_a", "runs/cmp_b"], "reports/today")
 
 Input: ``results.csv`` files written by `mmlab.evaluate.write_results` (rows: dataset, method,
-protocol, condition, seed, metrics). Output, never overwriting a file:
+protocol, condition, seed, metrics), or compare / sweep folders whose jobs are not all finished:
+their finished jobs' rows (`mmlab.executors.gather`), the missing jobs named in the report.
+Output, never overwriting a file:
 
 - ``<dataset>.csv``: rows method x (protocol, condition), each metric cell "mean ± std" over
   seeds, x100 with one decimal (population std, as MMSA; thuiar/MMSA writes one CSV per dataset);
@@ -24,6 +26,8 @@ from typing import Any, Sequence
 
 from mmlab.errors import DataError
 from mmlab.evaluate import AUILC, AVERAGE, KEYS, METRICS, aggregate, read_results
+from mmlab.executors import gather, has_plan
+from mmlab.executors import missing_jobs as ex_missing_jobs
 from mmlab.tables import csv_text, html_table, markdown_table, mean_std_cell
 from mmlab.utils import atomic_write_text
 
@@ -32,8 +36,34 @@ SWEPT = re.compile(r"^\s*[A-Za-z_]+\s*=\s*([-+0-9.eE]+)\s*$")  # "rate=0.3", "et
 
 
 # --------------------------------------------------------------------------- reading
+def _sources(d: str | Path) -> list[Path]:
+    """The ``results.csv`` files or ``jobs/`` folders that a result folder stands for: the rows of
+    its jobs when it has ``jobs/plan.json`` (a compare or sweep, finished or not: results.csv is
+    derived from them); else its results.csv; else those of its subfolders (a suite's root)."""
+    path = Path(d)
+    if path.is_file():
+        return [path]
+    if has_plan(path / "jobs"):
+        return [path / "jobs"]
+    if (path / "results.csv").is_file():
+        return [path / "results.csv"]
+    subs = sorted(s for s in path.iterdir() if s.is_dir()) if path.is_dir() else []
+    found = [src for s in subs if (s / "results.csv").is_file() or has_plan(s / "jobs") for src in _sources(s)]
+    if not found:
+        raise DataError(f"{path}: no results file (expected a folder with results.csv, a compare or sweep folder "
+                        "with jobs/, or the file itself)")
+    return found
+
+
+def missing_jobs(result_dirs: Sequence[str | Path]) -> list[str]:
+    """The jobs of the compare / sweep folders among ``result_dirs`` that have no rows yet."""
+    dirs = [result_dirs] if isinstance(result_dirs, (str, Path)) else result_dirs
+    return [m for d in dirs for src in _sources(d) if src.is_dir() for m in ex_missing_jobs(src)]
+
+
 def load_results(result_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Rows of every ``results.csv`` (a folder holding one, or the file itself).
+    """Rows of every ``results.csv`` (a folder holding one, or the file itself); of a compare or
+    sweep folder, the rows of its finished jobs (`missing_jobs` lists the others).
 
     The same (dataset, method, protocol, condition, seed) in two files is kept once when the
     values agree (the oracle rows of several `compare` runs) and is a `DataError` otherwise.
@@ -43,12 +73,8 @@ def load_results(result_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     if not result_dirs:
         raise DataError("build_report: result_dirs is empty; expected folders holding results.csv")
     rows, seen = [], {}
-    for d in result_dirs:
-        path = Path(d)
-        path = path / "results.csv" if path.is_dir() else path
-        if not path.is_file():
-            raise DataError(f"{path}: no results file (expected a folder with results.csv or the file itself)")
-        for r in read_results(path):
+    for path in (src for d in result_dirs for src in _sources(d)):
+        for r in (gather(path)[0] if path.is_dir() else read_results(path)):
             key = tuple(r.get(k) for k in (*KEYS, "seed"))
             if key in seen:
                 other, where = seen[key]
@@ -214,6 +240,12 @@ def build_report(result_dirs: Sequence[str | Path], out: str | Path, scale: floa
     md = ["# Results", "", f"Sources: {', '.join(str(Path(d)) for d in result_dirs)}. "
           f"Cells: mean ± std over seeds, x{scale:g}."]
     body, written = [], []
+    missing = missing_jobs(result_dirs)
+    if missing:
+        md += ["", f"**Partial results: {len(missing)} job(s) have no rows yet** (run the same command again):", "",
+               *(f"- {m}" for m in missing)]
+        body.append(f"<p><b>Partial results: {len(missing)} job(s) have no rows yet</b> (run the same command "
+                    "again):</p><ul>" + "".join(f"<li>{html.escape(m)}</li>" for m in missing) + "</ul>")
     first_fig = True
     for d in datasets:
         agg = aggregate([r for r in rows if r["dataset"] == d])
