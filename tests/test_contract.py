@@ -24,13 +24,6 @@ from test_train import toy_data
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 class Pooled(Method):
     """Mean-pooled frames -> a frozen "encoder" (Linear) -> a head; small enough to reason about."""

@@ -18,13 +18,6 @@ from mmlab.utils import FolderLock, atomic_write_text
 from test_train import csv_rows, small_model, toy_data
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def data():
