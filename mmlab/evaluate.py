@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import itertools
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -60,7 +61,7 @@ from mmlab.utils import atomic_write_text, torch_generator
 
 METRICS = ("accuracy", "macro_recall", "f1_weighted")
 KEYS = ("dataset", "method", "protocol", "condition")
-NON_METRICS = ("split", "seed", "mask_seed", "n", "start_step")
+NON_METRICS = ("split", "seed", "mask_seed", "n", "start_step", "source", "target")
 DEFAULT_RATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 AVERAGE, AUILC = "Average", "AUILC"
 
@@ -475,6 +476,7 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             raise DataError(f"aggregate: row {i} has no {missing} (expected keys {list(KEYS)})")
     cols = _metric_cols(rows)
     keys = _group_keys(rows)
+    _warn_dropped(rows, cols, keys)
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in rows:
         groups.setdefault(tuple(r.get(k, "test") for k in keys), []).append(r)
@@ -488,6 +490,17 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         agg["n_seeds"] = len(members)
         out.append(agg)
     return out
+
+
+def _warn_dropped(rows: Sequence[Mapping[str, Any]], cols: list[str], keys: list[str]) -> None:
+    """Settings are never silently ignored: name the columns (or cells) that are not numbers and
+    so stay out of the mean ± std tables."""
+    dropped = sorted({k for r in rows for k in r if k not in keys and k not in NON_METRICS and k not in cols})
+    odd = sorted({c for r in rows for c in cols if c in r and not _is_number(r[c])})
+    if dropped or odd:
+        what = ([f"column(s) {dropped} hold no numbers"] if dropped else []) + (
+            [f"column(s) {odd} hold some non-numeric cells"] if odd else [])
+        warnings.warn(f"aggregate: {'; '.join(what)}; left out of the mean ± std tables", stacklevel=3)
 
 
 def _group_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -519,10 +532,16 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a ``results.csv`` written by `write_results` (numbers parsed back)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise DataError(f"{path}: cannot read results file ({err.strerror})") from None
-    rows = list(csv.DictReader(io.StringIO(text)))
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not a UTF-8 text file (byte {err.start}); expected a results.csv written by "
+                        "mmlab") from None
+    try:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    except csv.Error as err:
+        raise DataError(f"{path}: malformed CSV ({err})") from None
     if rows and any(k not in rows[0] for k in KEYS):
         raise DataError(f"{path}: expected columns {list(KEYS)}, got {list(rows[0])}")
     return [{k: v if k in KEYS else _parse(v) for k, v in r.items() if v != ""} for r in rows]

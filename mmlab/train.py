@@ -294,13 +294,17 @@ class Trainer:
         path = self.out_dir / "metrics.csv"
         new = not path.exists() or path.stat().st_size == 0
         now = time.strftime("%Y-%m-%dT%H:%M:%S")
-        with open(path, "a", newline="") as fh:
-            w = csv.writer(fh)
-            if new:
-                w.writerow(CSV_HEADER)
-            for k, v in values.items():
-                w.writerow([now, stage, epoch, split, k, repr(float(v))])
-            fh.flush()
+        try:
+            with open(path, "a", newline="") as fh:
+                w = csv.writer(fh)
+                if new:
+                    w.writerow(CSV_HEADER)
+                for k, v in values.items():
+                    w.writerow([now, stage, epoch, split, k, repr(float(v))])
+                fh.flush()
+        except OSError as err:
+            raise DataError(f"{path}: cannot append metrics ({err.strerror or err}); free space or fix permissions, "
+                            "then resume (the checkpointed epochs are kept)") from None
 
     def _repair_metrics(self, stages: list[str]) -> None:
         """Check metrics.csv before resuming: a foreign file is refused; a torn last line (a crash

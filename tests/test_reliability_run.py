@@ -170,3 +170,35 @@ def test_duplicate_methods_or_seeds_are_refused_in_python_too(tmp_path):
         compare(tiny, ["reference", "reference"], seeds=[1], out=tmp_path / "a", progress=False)
     with pytest.raises(ConfigError, match="given more than once"):
         compare(tiny, ["reference"], seeds=[7, 7], out=tmp_path / "b", progress=False)
+
+
+def test_report_on_a_non_utf8_or_odd_csv(tmp_path, capsys):
+    from mmlab.evaluate import aggregate, read_results
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "results.csv").write_bytes(b"dataset,method,protocol,condition\n\xff\xfe,x,y,z\n")
+    with pytest.raises(DataError, match="not a UTF-8 text file"):
+        read_results(bad / "results.csv")
+    assert main(["report", str(bad), "--out", str(tmp_path / "rep")]) == 2
+    assert "not a UTF-8 text file" in capsys.readouterr().err
+    rows = [{"dataset": "d", "method": "m", "protocol": "p", "condition": "c", "accuracy": 0.5, "note": "hello"},
+            {"dataset": "d", "method": "m", "protocol": "p", "condition": "c", "accuracy": "n/a", "note": "x"}]
+    with pytest.warns(UserWarning, match=r"\['note'\] hold no numbers.*\['accuracy'\] hold some non-numeric"):
+        aggregate(rows)
+
+
+def test_a_failing_metrics_append_names_the_file(data, tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    def full_disk(path, mode="r", *a, **k):
+        if str(path).endswith("metrics.csv") and "a" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, mode, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", full_disk)
+    with pytest.raises(DataError, match=r"metrics.csv: cannot append metrics \(No space left on device\)"):
+        fit(data, tmp_path)
