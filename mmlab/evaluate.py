@@ -12,7 +12,8 @@ protocol: patterns, rates, eta, frame-level sweeps), `oracle_table` (the Bayes o
 
 Masks are drawn once per condition over the whole split with
 ``draw_masks(cond.generator, pad_masks(split), modalities, seed)``, so every method compared
-with the same seed sees the same masks (spec §4.1 item 10, §4.4). Models receive
+with the same seed sees the same masks (CIDer's code, too, draws its test masks once, with seed
+1111). Models receive
 ``batch.for_eval()``: masked, filled features without the complete originals.
 
 A "method" is anything with ``.name``, ``.fill`` and ``.predict_logits(batch) -> (B, C)``,
@@ -150,7 +151,8 @@ class Condition:
 
 
 def pattern_conditions(modalities: Sequence[str], include_full: bool = True) -> list[Condition]:
-    """ADMC / CM-ARR fixed patterns (§1.5): ``full`` then {A},{V},{T},{AV},{AT},{VT} (available)."""
+    """ADMC / CM-ARR fixed patterns (ADMC Tables 1-2, CM-ARR Table 2): ``full`` then
+    {A},{V},{T},{AV},{AT},{VT} (available)."""
     conds = [Condition("pattern", "full", Full())] if include_full else []
     return conds + [Condition("pattern", pattern_name(p.available), p) for p in all_patterns(modalities)]
 

@@ -1,4 +1,5 @@
-"""Metrics, numpy only, named after what the papers call them (spec §4.1 item 9).
+"""Metrics, numpy only, named after what the papers call them (ADMC §4.3, CM-ARR §4.2, CIDer §IV-C;
+titles in README.md, "Papers").
 
 All scores are fractions in [0, 1] (tables multiply by 100).
 
@@ -7,7 +8,7 @@ All scores are fractions in [0, 1] (tables multiply by 100).
 | `accuracy` | ADMC WA, CM-ARR WAR, ADMC Table 3 ACC |
 | `macro_recall` | ADMC UA, CM-ARR UAR (balanced accuracy) |
 | `f1_weighted` | ADMC Table 3 F1 (TATE / MMSA practice) |
-| `acc2_non0`, `f1_non0`, `acc7` | CIDer Acc2, F1, Acc7 (spec §3.5) |
+| `acc2_non0`, `f1_non0`, `acc7` | CIDer Acc2, F1, Acc7 (CIDer §IV-C; non-0 subset as in its code) |
 | `mae`, `pearson_corr`, `acc7_from_regression`, `acc2_from_regression` | MMSA regression metrics |
 | `regression_report` | MMSA / CIDer MAE, Corr, Has0/Non0 Acc2 and F1, Acc7 in one dict |
 | `auilc` | CIDer Eq. 31 |
@@ -97,7 +98,7 @@ def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, n_classes: int) -> np
 
 
 def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Overall accuracy Σ_i TP_i / N = ADMC's WA, CM-ARR's WAR (spec §1.6).
+    """Overall accuracy Σ_i TP_i / N = ADMC's WA (§4.3), CM-ARR's WAR (§4.2).
 
     ADMC's Eq. 7 as printed, WA = Σ_i w_i (TP_i + TN_i) / Σ_i w_i N_i, is not used: with
     one-vs-rest counts and w_i = 1, Σ_i (TP_i + TN_i) = 2·#correct + (C − 2)·N and Σ_i N_i = N,
@@ -121,7 +122,7 @@ def per_class_recall(y_true: ArrayLike, y_pred: ArrayLike, n_classes: int | None
 
 
 def macro_recall(y_true: ArrayLike, y_pred: ArrayLike, n_classes: int | None = None) -> float:
-    """Mean per-class recall = ADMC's UA, CM-ARR's UAR, balanced accuracy (spec §1.6).
+    """Mean per-class recall = ADMC's UA (§4.3, Eq. 7), CM-ARR's UAR (§4.2), balanced accuracy.
 
     Classes absent from ``y_true`` have no recall and are excluded from the mean (as
     scikit-learn's ``balanced_accuracy_score``), so a test split missing a class is not
@@ -169,7 +170,7 @@ def admc_literal_wa(
     return float(np.sum(w * (tp + tn)) / np.sum(w * cm.sum(1)))
 
 
-# ----------------------------------------------------------------- CIDer (spec §3.5)
+# ----------------------------------------------------------------- CIDer (§IV-C)
 NEG, NEU, POS = 0, 1, 2
 
 
@@ -253,7 +254,8 @@ def acc2_from_regression(y_true: ArrayLike, y_pred: ArrayLike, exclude_zero: boo
 
 
 def regression_report(y_reg_true: ArrayLike, y_reg_pred: ArrayLike) -> dict[str, float]:
-    """The MMSA ``eval_mosi_regression`` metrics that CIDer reports for MOSI / MOSEI (spec §3.5).
+    """The MMSA ``eval_mosi_regression`` metrics for MOSI / MOSEI, as computed by CIDer's code
+    (https://github.com/gw-zhong/CIDer; the CIDer paper reports Acc2, F1 and Acc7, §IV-C).
 
     ``mae``, ``corr`` (Pearson); ``acc2_has0`` / ``f1_has0`` ("Has0_acc_2", "Has0_F1_score":
     all samples, non-negative vs negative); ``acc2_non0`` / ``f1_non0`` ("Non0_acc_2",

@@ -1,7 +1,7 @@
 """The one `Trainer` every method uses: stages, early stopping, atomic checkpoints, resume.
 
-A method declares its training as a list of `Stage` s (ADMC: ITFN -> ADN -> MF, spec §1.4;
-§4.1 item 12). For each stage the Trainer
+A method declares its training as a list of `Stage` s (ADMC: ITFN -> ADN -> MF, ADMC §3 and
+Fig. 2). For each stage the Trainer
 
 1. freezes everything of the method outside ``stage.modules`` (``requires_grad=False``; the
    method is put in ``eval()`` and only the stage's modules in ``train()``, so frozen parts run

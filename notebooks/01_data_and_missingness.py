@@ -22,9 +22,10 @@
 # placeholders; and what each protocol costs the Bayes-optimal classifier.
 #
 # **Paper ties.** ADMC's fixed patterns (Tables 1-2) and its missing-rate protocol (Table 3:
-# "randomly drop one or two modalities" with probability r, spec §1.5); the availability mask
-# *m* of ADMC Eq. 4 is `batch.avail`; CIDer's random modality-feature missing (RMFM) and RMM,
-# and the CPM-Nets view-missing rate η (spec §3.4, §4.1).
+# "randomly drop one or two modalities" with probability r, ADMC §5.3); the availability mask
+# *m* of ADMC Eq. 4 is `batch.avail`; CIDer's random modality-feature missing (RMFM, CIDer
+# §III-A) and RMM (its appendix), and the CPM-Nets view-missing rate η (Zhang et al., NeurIPS
+# 2019). Paper titles: README.md, "Papers".
 #
 # **Cost.** Seconds: nothing is trained.
 

@@ -19,11 +19,12 @@
 # **What this notebook teaches.** ADMC first trains one encoder per modality *alone*, on
 # single-modality classification, then freezes it (Fig. 2a): an LSTM + max-pool for audio and
 # video, a TextCNN for text, each with a 2-layer FC head. Their utterance-level features are
-# standardised with train statistics (spec A8) and stacked as F⁰ = (F_a, F_v, F_t) ∈ R^{M×D}, the
+# standardised with train statistics (choice A8) and stacked as F⁰ = (F_a, F_v, F_t) ∈ R^{M×D}, the
 # tokens that the diffusion model of notebook 03 completes.
 #
-# **Paper ties.** ADMC §3.1 and Fig. 2(a); spec §1.2 (encoder shapes) and A1, A2, A8; the
-# "w/o ITFN" ablation of Tables 1-2 is `admc_wo_itfn`.
+# **Paper ties.** ADMC §3.1 and Fig. 2(a); §4.1-4.2 (encoder shapes); choices A1, A2 and A8 in
+# `mmlab/methods/admc.py`, where the paper is silent; the "w/o ITFN" ablation of Tables 1-2 is
+# `admc_wo_itfn`. Paper title: README.md, "Papers".
 #
 # **Cost.** This notebook trains ADMC once (all three stages, ~1-2 min on 2 cores with the
 # defaults; notebooks 03 and 05 reuse it). Paper scale: `preset="paper", device="cuda",
@@ -78,7 +79,7 @@ rec.table("itfn", itfn_rows)
 rec.show(viz.table_figure(itfn_rows, title="Unimodal ITFN heads vs the Bayes oracle (test)"), "itfn_table")
 
 # %% [markdown]
-# ## 3. Standardised features (spec A8)
+# ## 3. Standardised features (choice A8)
 #
 # Diffusion assumes roughly unit-variance data; encoder outputs are not normalised, so ADMC
 # z-scores every feature dimension with train statistics before the ADN and the fusion.

@@ -22,7 +22,8 @@
 # *exactly the same* masks.
 #
 # **Paper ties.** The fixed patterns of ADMC Tables 1-2 and the rate protocol of Table 3
-# (spec §1.5); CIDer's RMM / RMFM (spec §3.4); fill policies (spec §4.1).
+# (ADMC §5.2-5.3); CIDer's RMM / RMFM (CIDer §III-A and its appendix); fill policies: zero and
+# mean padding (ADMC §2.1), Gaussian noise (ADMC §3.3). Paper titles: README.md, "Papers".
 #
 # **How it works.** Every control calls `mmlab.explore.missingness_view` (a pure, cached
 # function); this notebook only wires widgets. With `interactive=False` the same views are

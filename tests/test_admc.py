@@ -1,5 +1,6 @@
-"""ADMC (spec §1): stages and freezing, MMCR keeps available features, routing, MMER, Table 4,
-ablations, resume through the Trainer, the paper preset. Tiny sizes so the file runs in seconds."""
+"""ADMC (mmlab/methods/admc.py; paper §3): stages and freezing, MMCR keeps available features,
+routing, MMER, Table 4, ablations, resume through the Trainer, the paper preset. Tiny sizes so the
+file runs in seconds."""
 
 import numpy as np
 import pytest

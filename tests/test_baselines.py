@@ -1,5 +1,6 @@
-"""Baselines (spec §4.3): build, train through the one Trainer, beat chance, every pattern,
-train-mean fill, and no reading of the test split during training or model selection."""
+"""Baselines (ADMC §5.1, CM-ARR §4.2-4.4; mmlab/methods/baselines/): build, train through the one
+Trainer, beat chance, every pattern, train-mean fill, and no reading of the test split during
+training or model selection."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Encoders (ADMC §1.2): shapes, padding invariance, masking, gradient flow, the auto rule."""
+"""Encoders (ADMC §4.1-4.2): shapes, padding invariance, masking, gradient flow, the auto rule."""
 
 import pytest
 import torch

@@ -1,4 +1,5 @@
-"""Missingness generators and fill policies (mmlab.missing; spec §1.5, §2.5, §3.4, §4.4)."""
+"""Missingness generators and fill policies (mmlab.missing; ADMC §5.2-5.3, CM-ARR §4.3, CIDer §III-A
+and its appendix "Definition of Various Modality Missing Scenarios")."""
 
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ def test_rmfm_exact_count_is_exact_per_sample():
 
 
 def test_rmfm_pooled_not_per_modality():
-    """exact_count fixes the pooled count; per-modality fractions are free to vary (B2)."""
+    """exact_count fixes the pooled count; per-modality fractions are free to vary."""
     pad = var_pad(2000, {"A": 10, "V": 10, "T": 10}, seed=2, min_len=10)
     mk = draw_masks(RMFM(0.5, mode="exact_count"), pad, MODS, seed=1)
     per_mod = np.stack([1 - mk.obs[m].mean(1) for m in MODS], 1)
@@ -97,7 +98,7 @@ def test_rmfm_pooled_not_per_modality():
 
 def test_rmfm_training_samplers():
     per_pos = draw_masks(RMFM(None, train_sampler="per_position_uniform"), BIG, MODS, seed=0)
-    assert abs(per_pos.missing_rate(BIG) - 0.5) < 0.01  # B1: code's sampler is RMFM at r = 0.5
+    assert abs(per_pos.missing_rate(BIG) - 0.5) < 0.01  # CIDer's code: its sampler is RMFM at r = 0.5
     per_sample = draw_masks(RMFM(None), BIG, MODS, seed=0)
     rate_i = 1 - sum(per_sample.obs[m].sum(1) for m in MODS) / sum(BIG[m].sum(1) for m in MODS)
     assert abs(rate_i.mean() - 0.5) < 0.02 and rate_i.std() > 0.2  # rates spread over [0, 1)

@@ -1,5 +1,7 @@
 """The diffusion explorer's pure functions (notebook 05): ADMC's reverse process from step n,
-real vs generated features in 2-D, the unimodal head on generated features, trajectories."""
+real vs generated features in 2-D, the unimodal head on generated features, trajectories.
+ADMC's choices A8 (standardised features) and A14 (Table 4 protocol) are listed in
+mmlab/methods/admc.py."""
 
 from __future__ import annotations
 
@@ -268,7 +270,7 @@ def itfn_table(state: "DiffusionState", oracle: Any | None = None) -> list[dict[
 
 def feature_stats(state: "DiffusionState") -> list[dict[str, Any]]:
     """Per modality: mean / std of the raw ITFN features and of the standardised ones fed to the
-    ADN (spec A8: per-dimension z-scoring with train statistics)."""
+    ADN (ADMC choice A8: per-dimension z-scoring with train statistics)."""
     m = state.method
     with torch.no_grad():
         raw = m.standardizer.inverse(state.feats)

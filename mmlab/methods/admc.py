@@ -1,7 +1,8 @@
 """ADMC: Attention-based Diffusion Model for Missing-modality feature Completion.
 
-Paper: ``papers/admc.txt`` (Zhang, Chen et al. 2025); implementation spec: ``papers/spec.md`` §1.
-The boxes of the paper's Figure 2, in the order they are trained (one `Stage` each):
+Paper: W. Zhang, J. Chen et al., "ADMC: Attention-based Diffusion Model for Missing Modalities
+Feature Completion", 2025 (README.md, "Papers"); §, Eq., Table and Fig. numbers below are the
+paper's. The boxes of the paper's Figure 2, in the order they are trained (one `Stage` each):
 
 (a) **ITFN**  ``itfn_<m>``: one encoder per modality (LSTM + max-pool for frame sequences,
     TextCNN for text "T", an MLP for vector modalities) plus a 2-layer FC head, trained *alone*
@@ -19,7 +20,8 @@ tokens forward-noised to the current step (Eq. 4), then the sample goes to its s
 **MMER** (full input): each F'_j is generated from the other modalities, concatenated to F_j
 (Eq. 5) and classified by ``mf_mmer``. A sample with no modality at all gets the train prior.
 
-Choices where the paper is silent (spec §1.9; [rec] = the spec's recommendation):
+Choices where the paper is silent or contradicts itself, A1-A18 (other files cite them as
+"choice A8 in mmlab/methods/admc.py"); [rec] = our default where the paper states nothing:
 
 - A1/A2 encoders: TextCNN kernels 3/4/5 + Linear to D; 1-layer uni-LSTM ([rec], `mmlab.nn.encoders`).
   CPU default D = 64 (paper preset 256).
@@ -98,7 +100,7 @@ from mmlab.utils import resolve_device, torch_generator
 # ============================================================================ configs
 @dataclass
 class ITFNConfig:
-    """Stage (a): per-modality encoders + 2-layer FC heads (spec §1.2)."""
+    """Stage (a): per-modality encoders + 2-layer FC heads (ADMC §3.1, §4.1-4.2; A1, A2)."""
 
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(d_out=64, hidden=128, filters=64))
     head_hidden: int = 128
@@ -211,7 +213,7 @@ class ADMC(Method):
             "itfn.encoder.d_out": 256, "itfn.encoder.hidden": 256, "itfn.encoder.filters": 128,
             "itfn.train.lr": 1e-4, "itfn.train.batch_size": 128, "itfn.train.epochs": 40,
             "itfn.train.lr_schedule": "mmin_linear", "itfn.train.patience": 10,
-            # ADN: 4 layers, 8 heads, hidden 1024 (A3: FFN); 300-500 epochs (spec §1.4 [rec])
+            # ADN: 4 layers, 8 heads, hidden 1024 (A3: FFN); 300-500 epochs (A9 [rec]: §4.2 gives none)
             "adn.layers": 4, "adn.heads": 8, "adn.d_ff": 1024, "adn.dropout": 0.1,
             "adn.train.lr": 1e-4, "adn.train.batch_size": 128, "adn.train.epochs": 400, "adn.train.patience": 50,
             # MF: 2 layers, 4 heads, hidden 1024, dropout 0.3, classifier hidden 128

@@ -1,11 +1,11 @@
 """The small reference model: zero fill + per-modality encoders + late fusion of logits.
 
 One encoder per modality (`mmlab.nn.encoders.make_encoder`: LSTM + max-pool for sequences,
-TextCNN for text, MLP for vectors, ADMC §1.2) and one `MLPHead` per modality; the fused logits
+TextCNN for text, MLP for vectors, ADMC §4.1) and one `MLPHead` per modality; the fused logits
 are the mean of the logits of the *available* modalities. Missing inputs are zero-filled
-outside the model (the "zero padding" baseline of spec §4.3). It is trained in one stage
-("fusion") with the MMIN-style `RandomPattern` sampler (full input with prob ``p_full``,
-otherwise one of the six patterns, spec §2.9 C1), so it handles every availability pattern.
+outside the model (the zero-padding baseline, ADMC §2.1). It is trained in one stage
+("fusion") with the MMIN-style (Zhao et al., ACL 2021) `RandomPattern` sampler (full input with
+prob ``p_full``, otherwise one of the six patterns), so it handles every availability pattern.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Missingness generators and fill policies (papers/spec.md §1.5, §2.5, §3.4, §4.1 items 2-3, §4.4).
+"""Missingness generators and fill policies: the protocols of ADMC (§5.2-5.3), CM-ARR (§4.3), CIDer
+(§III-A and its appendix "Definition of Various Modality Missing Scenarios") and CPM-Nets' view
+missing for multi-view data (titles in README.md, "Papers").
 
 Missingness is applied *outside* the model, in two separate steps:
 
@@ -9,11 +11,12 @@ Missingness is applied *outside* the model, in two separate steps:
    at the unobserved real frames. `mask_batch` does both halves on an `MMBatch` and keeps the
    complete features in ``batch.complete``.
 
-Conventions: braces name the AVAILABLE modalities (``{T}`` = only text present, §4.4).
+Conventions: braces name the AVAILABLE modalities (``{T}`` = only text present, as ADMC's Table 1
+caption defines it).
 Modality-level protocols (FixedPattern, RandomPattern, RateModalityDrop, RMM, CPMViewMissing)
 set ``obs[m] = pad[m] & avail[:, j]``; frame-level ones (TraditionalRMFM, RMFM, TMFM, STMFM, SMM)
 set ``avail[:, j] = obs[m].any(1)``. ``protect_edges`` names modalities whose first and last
-real frame (CIDer's [CLS]/[SEP], §3.4) are never dropped; those frames are left out of the pool
+real frame (CIDer's [CLS]/[SEP], in its code) are never dropped; those frames are left out of the pool
 that rates and counts refer to, and ``avail`` then reports whether any *content* frame survived.
 Token modalities (integer ids) get this rule whatever the generator: ``draw_masks(...,
 tokens=data.token_modalities)`` and `mask_batch` apply `keep_token_edges`, and `mask_batch` fills

@@ -42,7 +42,7 @@ def _check_fill_inputs(feats: Mapping[str, torch.Tensor], obs: Mapping[str, torc
 
 @dataclass
 class ZeroFill:
-    """Unobserved frames become zeros (CM-ARR and most baselines; CIDer audio/vision, B3)."""
+    """Unobserved frames become zeros (CM-ARR and most baselines; CIDer audio/vision, in its code)."""
 
     def __call__(self, feats, obs, generator: torch.Generator | None = None, pad=None) -> dict[str, torch.Tensor]:
         _check_fill_inputs(feats, obs)
@@ -55,7 +55,7 @@ class ZeroFill:
 
 @dataclass
 class MeanFill:
-    """Unobserved real frames become the train-split mean feature (mean padding, §4.3)."""
+    """Unobserved real frames become the train-split mean feature (mean padding, ADMC §2.1)."""
 
     means: dict[str, np.ndarray]
 
@@ -92,7 +92,7 @@ class MeanFill:
 
 @dataclass
 class NoiseFill:
-    """Unobserved real frames become N(mean, std²) noise (ADMC's start for ADN, §4.1 item 3).
+    """Unobserved real frames become N(mean, std²) noise (ADMC's start for ADN, §3.3).
     Needs an explicit ``torch.Generator``; noise is drawn on the generator's device."""
 
     std: float = 1.0
@@ -118,9 +118,9 @@ class NoiseFill:
 
 @dataclass
 class TokenFill:
-    """Token-id inputs (CIDer, B3): unobserved real tokens become ``unk_id`` ([UNK] = 100 in
-    BERT); float modalities go to ``base`` (zero fill). Pair with ``protect_edges`` to keep
-    [CLS]/[SEP]; the attention (pad) mask is unchanged."""
+    """Token-id inputs (as CIDer's code; its paper gives no fill values): unobserved real tokens
+    become ``unk_id`` ([UNK] = 100 in BERT); float modalities go to ``base`` (zero fill). Pair
+    with ``protect_edges`` to keep [CLS]/[SEP]; the attention (pad) mask is unchanged."""
 
     unk_id: int = UNK_ID
     base: Any = field(default_factory=ZeroFill)

@@ -1,5 +1,7 @@
 """Frame-level missingness generators: individual frames (words, video frames) go missing
-(CIDer's RMFM / TMFM / STMFM / SMM, §3.4; the traditional per-modality RMFM)."""
+(CIDer's RMFM, §III-A; its traditional per-modality RMFM, TMFM, STMFM and SMM, CIDer's appendix
+"Definition of Various Modality Missing Scenarios"; what the paper leaves open follows CIDer's
+code, https://github.com/gw-zhong/CIDer)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from mmlab.missing.masks import (
 # ------------------------------------------------------------------------------------- frame-level
 @dataclass
 class TraditionalRMFM:
-    """Traditional random modality-feature missing (CIDer §3.4): every real frame of modality m
+    """Traditional random modality-feature missing (CIDer appendix): every real frame of modality m
     is dropped independently with prob ``rates[m]`` (a float = the same rate everywhere; a
     dict by name; or a sequence in modality order)."""
 
@@ -55,7 +57,7 @@ class TraditionalRMFM:
 
 @dataclass
 class SMM:
-    """Specific modality missing (CIDer §3.4): the frame-level twin of `FixedPattern`; ``keep``
+    """Specific modality missing (CIDer appendix): the frame-level twin of `FixedPattern`; ``keep``
     names the retained modalities, every real frame of the others is dropped (rates 0 / 1)."""
 
     keep: tuple[str, ...]
@@ -78,13 +80,14 @@ RMFM_TRAIN_SAMPLERS = ("per_sample_uniform", "per_position_uniform")
 
 @dataclass
 class RMFM:
-    """Random modality-feature missing (CIDer §3.4, B1, B2), pooled per sample over the
+    """Random modality-feature missing (CIDer §III-A), pooled per sample over the
     concatenation of all modalities' droppable frames (M_all over T_l + T_a + T_v).
 
     - ``mode="bernoulli"`` (code): every pooled frame dropped with prob r;
-      ``"exact_count"`` (B2): exactly round(r · n_valid) pooled frames dropped, uniformly
-      without replacement (round half to even, like Python's ``round``).
-    - ``rate=None`` is the training sampler (B1): ``"per_sample_uniform"`` (paper) draws
+      ``"exact_count"`` (ours: the per-modality fractions vary while the pooled one is r, as RMFM
+      intends): exactly round(r · n_valid) pooled frames dropped, uniformly without replacement
+      (round half to even, like Python's ``round``).
+    - ``rate=None`` is the training sampler: ``"per_sample_uniform"`` (paper, §III-A) draws
       r ~ U[0, 1) per sample; ``"per_position_uniform"`` (official code) draws a threshold per
       position, so every frame is dropped with prob 0.5 (Bernoulli only).
     """
@@ -126,7 +129,7 @@ class RMFM:
 
 @dataclass
 class TMFM:
-    """Temporal modality-feature missing (CIDer §3.4, aligned only): one Bernoulli(rate) mask
+    """Temporal modality-feature missing (CIDer appendix, aligned only): one Bernoulli(rate) mask
     over time steps, shared by all modalities. Unequal pad masks raise `DataError`."""
 
     rate: float
@@ -147,9 +150,9 @@ class TMFM:
 
 @dataclass
 class STMFM:
-    """Structural temporal modality-feature missing (CIDer §3.4 [code], aligned only): one
-    contiguous block of block = round((len - 2) · rate) real frames, start uniform in
-    [1, len - block), shared by all modalities. Edge handling: the first and last real frames
+    """Structural temporal modality-feature missing (CIDer appendix; the block as in its code;
+    aligned only): one contiguous block of block = round((len - 2) · rate) real frames, start
+    uniform in [1, len - block), shared by all modalities. Edge handling: the first and last real frames
     are never dropped (so rate 1 keeps 2 frames); sequences with len <= 2 lose nothing;
     positions count real frames only. Unequal pad masks raise `DataError`."""
 

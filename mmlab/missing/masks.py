@@ -79,7 +79,7 @@ def make_rng(seed: int) -> np.random.Generator:
 
 def draw_masks(generator: Callable[..., Masks], pad: Pad, modalities: Sequence[str], seed: int,
                tokens: Sequence[str] = ()) -> Masks:
-    """Draw masks once with a fixed seed (CIDer uses 1111 for test masks, §3.4).
+    """Draw masks once with a fixed seed (CIDer's code uses seed 1111 for its test masks).
 
     ``tokens`` names token modalities (``dataset.token_modalities``): a generator with
     ``protect_edges`` gets them added (so rates count content tokens only), and the result goes
@@ -98,7 +98,7 @@ def draw_masks(generator: Callable[..., Masks], pad: Pad, modalities: Sequence[s
 def keep_token_edges(masks: Masks, pad: Pad, tokens: Sequence[str]) -> Masks:
     """Masks where the [CLS] and [SEP] (first and last real position) of every token modality in
     ``tokens`` are observed, always: a dropped token modality reads ``[CLS] [UNK] ... [SEP]``
-    after `TokenFill`, as CIDer's text input does (§3.4).
+    after `TokenFill`, as CIDer's text input does (in its code).
 
     ``avail`` of a token modality then means "available and some content token (between [CLS]
     and [SEP]) is observed"; a row without content tokens keeps the availability it had. This

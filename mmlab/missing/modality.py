@@ -1,5 +1,5 @@
-"""Modality-level missingness generators: a whole modality is present or absent (§1.5, §2.5, §4.1;
-CPM-Nets' view-missing η for multi-view data)."""
+"""Modality-level missingness generators: a whole modality is present or absent (ADMC §5.2-5.3,
+CM-ARR §4.3, CIDer's RMM; CPM-Nets' view-missing η for multi-view data)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class Full:
 
 @dataclass
 class FixedPattern:
-    """One availability pattern for every sample (ADMC Tables 1-2 §1.5, CM-ARR Table 2 §2.5).
+    """One availability pattern for every sample (ADMC Tables 1-2, §5.2; CM-ARR Table 2, §4.3).
 
     ``available`` names the PRESENT modalities: ``FixedPattern(("T",))`` is the condition {T}.
     """
@@ -70,8 +70,9 @@ def _patterns(patterns: Sequence[Any] | None, mods: tuple[str, ...], who: str) -
 
 @dataclass
 class RandomPattern:
-    """MMIN / CM-ARR training sampler (§2.9 C1): per sample, full with prob ``p_full``, else a
-    pattern drawn uniformly from ``patterns`` (default: `all_patterns`)."""
+    """Training sampler in the style of MMIN (Zhao et al., ACL 2021), which trains under the six
+    missing conditions (CM-ARR does not describe its training-time missingness): per sample, full
+    with prob ``p_full``, else a pattern drawn uniformly from ``patterns`` (default: `all_patterns`)."""
 
     p_full: float = 1 / 7
     patterns: Sequence[Any] | None = None
@@ -91,7 +92,8 @@ class RandomPattern:
 
 @dataclass
 class RateModalityDrop:
-    """ADMC Table 3 rate protocol, spec §1.5 [rec]: with prob ``rate`` a sample loses a non-empty
+    """ADMC Table 3 rate protocol (§5.3: "randomly drop one or two modalities"; the exact sampling
+    is ours, the paper does not give it): with prob ``rate`` a sample loses a non-empty
     proper subset of modalities drawn uniformly among the patterns (one or two of A,V,T), else
     it stays full. ``patterns`` narrows the draw (e.g. the TATE-like one-modality drop)."""
 
@@ -114,7 +116,8 @@ class RateModalityDrop:
 
 @dataclass
 class RMM:
-    """Random modality missing (CIDer §3.4): each modality of each sample is dropped
+    """Random modality missing (CIDer, appendix "Definition of Various Modality Missing Scenarios";
+    sampling as in its code): each modality of each sample is dropped
     independently with prob ``rate``; all of them may be dropped."""
 
     rate: float
@@ -134,8 +137,9 @@ class RMM:
 
 @dataclass
 class CPMViewMissing:
-    """CPM-Nets / UIMC view missing (handwritten-anchors.md §1.1): ``eta`` is the fraction of
-    missing (sample, view) entries. Every sample keeps one uniformly chosen view; the other
+    """CPM-Nets / UIMC view missing (Zhang et al., NeurIPS 2019; ``get_sn`` in its code,
+    https://github.com/hanmenghan/CPM_Nets, reused by UIMC; `data_cards/handwritten.md`): ``eta``
+    is the fraction of missing (sample, view) entries. Every sample keeps one uniformly chosen view; the other
     entries are kept independently with the prob that makes the expected share of kept entries
     1 - eta; the whole mask is redrawn until |mean - (1 - eta)| < ``tol``. If 1 - eta <= 1/V
     every sample keeps exactly one view (so the realised eta is 1 - 1/V)."""

@@ -1,5 +1,7 @@
 """Self-attention over modality tokens: ADMC's fusion classifier MF (Eq. 6) and the ADN noise
-predictor ε_θ (Eq. 2). Spec: ``papers/spec.md`` §1.2, ambiguities A3 and A4.
+predictor ε_θ (Eq. 2): ADMC §3.2-3.3 and §4.2 (Zhang, Chen et al. 2025, "ADMC: Attention-based
+Diffusion Model for Missing Modalities Feature Completion"); choices A3 and A4 in
+mmlab/methods/admc.py, where the paper is silent.
 
 Both models see one token per modality, (B, M, D). Neither paper model says how a token
 knows which modality it is, so both add a learned modality embedding (A4 [rec]). The blocks
@@ -151,7 +153,7 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
 
 
 class AttentionDenoiser(nn.Module):
-    """ADN noise predictor ε_θ(F^n, n) (Eq. 2), spec §1.2 [rec]:
+    """ADN noise predictor ε_θ(F^n, n) (ADMC Eq. 2, §4.2; conditioning A4 [rec]):
 
     x_t (B, M, D) -> Linear in (when d_model != D) + learned modality embedding + MLP(sinusoid(n))
     added to every token (A4) -> L pre-LN self-attention layers -> LN -> Linear to D = ε̂.

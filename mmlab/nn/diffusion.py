@@ -3,7 +3,9 @@
 
 Papers: DDPM (Ho et al. 2020, arXiv:2006.11239), DDIM (Song et al. 2021, arXiv:2010.02502),
 RePaint (Lugmayr et al. 2022, arXiv:2201.09865), improved DDPM (Nichol & Dhariwal 2021,
-arXiv:2102.09672) and ADMC (spec §1.3, Eq. 1, 3, 4). Implemented from the papers.
+arXiv:2102.09672) and ADMC (Zhang, Chen et al. 2025, "ADMC: Attention-based Diffusion Model for
+Missing Modalities Feature Completion", §3.2-3.3, Eq. 1, 3, 4; its choices A1-A18 are listed in
+mmlab/methods/admc.py). Implemented from the papers.
 
 Indexing. Steps are n = 1..N; step 0 is the clean data. Every schedule buffer has N + 1
 entries and is indexed by the step itself:
@@ -52,13 +54,13 @@ class DiffusionConfig:
     beta_start: float = 3e-4  # β_1 (ADMC β_s); ignored by "cosine"
     beta_end: float = 0.06  # β_N (ADMC β_e); ignored by "cosine"
     schedule: Literal["linear", "scaled_linear", "cosine"] = "linear"
-    sigma: Literal["beta", "beta_tilde"] = "beta"  # σ_n² = β_n or β̃_n (DDPM §3.2; spec A5)
+    sigma: Literal["beta", "beta_tilde"] = "beta"  # σ_n² = β_n or β̃_n (DDPM §3.2; ADMC choice A5)
     start_step: int = 50  # reverse process starts at step n (ADMC: 50)
     sampler: Literal["ddpm", "ddim"] = "ddpm"
     ddim_steps: int = 10  # number of DDIM transitions from start_step down to 0
     ddim_eta: float = 0.0  # η of DDIM Eq. 16; 0 = deterministic
     resample: int = 1  # RePaint U: repeats per reverse step (1 = ADMC Eq. 4 as printed)
-    init: Literal["noise", "noised"] = "noise"  # unknown entries at start: N(0,I) or q(x_n | x_obs) (spec A6)
+    init: Literal["noise", "noised"] = "noise"  # unknown entries at start: N(0,I) or q(x_n | x_obs) (ADMC choice A6)
 
     def __post_init__(self) -> None:
         def check_int(name: str, low: int, high: int | None = None) -> None:
@@ -212,8 +214,9 @@ class GaussianDiffusion(nn.Module):
         known_mask: bool, broadcastable to x_obs (e.g. (B, M, 1)), True = observed; None or all
         False = unconditional sampling. Known entries are forward-noised to the current step after
         every reverse step (ADMC Eq. 4, RePaint Eq. 8–10) and equal ``x_obs`` bitwise at step 0.
-        Unknown entries start as N(0, I) (``init="noise"``, spec §1.3) or as q(x_n | x_obs)
-        (``init="noised"``, spec A6: noise a prior fill such as zeros or a reconstruction).
+        Unknown entries start as N(0, I) (``init="noise"``, ADMC §3.3: "replace the missing features
+        with Gaussian noise") or as q(x_n | x_obs) (``init="noised"``, choice A6 in
+        mmlab/methods/admc.py: noise a prior fill such as zeros or a reconstruction).
         start_step = 0 runs no reverse step: x_obs where known, the step-0 init where unknown
         (N(0, I) for "noise", x_obs itself for "noised").
 
@@ -270,7 +273,7 @@ class GaussianDiffusion(nn.Module):
         t_all = torch.tensor(steps, device=dev, dtype=torch.long)
         randn = lambda: torch.randn(x_obs.shape, generator=generator, device=dev, dtype=x_obs.dtype)  # noqa: E731
 
-        # 1. initial state at step n (spec §1.3 MMCR): known = q(x_n | x_obs) (Eq. 1);
+        # 1. initial state at step n (ADMC §3.2-3.3, MMCR): known = q(x_n | x_obs) (Eq. 1);
         #    unknown = ε or q(x_n | x_obs). One draw serves both: the two sets of entries are disjoint.
         a_n = self._abar_list[start_step]
         eps = randn()

@@ -1,4 +1,5 @@
-"""Per-modality encoders and the small MLP classifier head (ADMC §1.2 of ``papers/spec.md``).
+"""Per-modality encoders and the small MLP classifier head (ADMC §4.1-4.2; Zhang, Chen et al. 2025,
+"ADMC: Attention-based Diffusion Model for Missing Modalities Feature Completion").
 
 Every encoder maps a padded sequence to one utterance vector::
 
@@ -53,7 +54,7 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class LSTMMaxPool(nn.Module):
-    """ADMC Enc_a / Enc_v: LSTM (hidden = d_out) then max-pool over valid frames (spec §1.2).
+    """ADMC Enc_a / Enc_v: LSTM (hidden = d_out) then max-pool over valid frames (ADMC §4.1-4.2).
 
     Padding is removed with ``pack_padded_sequence``; pooled frames are set to -inf where the
     mask is False. With ``bidirectional`` each direction has d_out // 2 units.
@@ -78,7 +79,8 @@ class LSTMMaxPool(nn.Module):
 
 
 class TextCNN(nn.Module):
-    """ADMC Enc_t: TextCNN (Kim 2014), spec §1.2 [rec].
+    """ADMC Enc_t: TextCNN (Kim 2014), ADMC §4.1; kernels, filters and output size are choices A1, A2
+    in mmlab/methods/admc.py (the paper does not state them).
 
     One Conv1d per kernel size k, ReLU, masked global max-pool, concat (len(kernels) * filters),
     Linear to d_out. Each sequence is right-padded with k - 1 zero frames, so output position j
@@ -123,7 +125,7 @@ class MLPEncoder(nn.Module):
 
 
 class MLPHead(nn.Module):
-    """The 2-layer FC classifier of ADMC §1.2: Linear(d_in, hidden), ReLU, Dropout, Linear(hidden, C)."""
+    """The 2-layer FC classifier of ADMC §4.2: Linear(d_in, hidden), ReLU, Dropout, Linear(hidden, C)."""
 
     def __init__(self, d_in: int, n_classes: int, hidden: int = 128, dropout: float = 0.3):
         super().__init__()

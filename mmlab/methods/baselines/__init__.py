@@ -1,4 +1,5 @@
-"""Baselines of the ADMC and CM-ARR tables (spec §4.3), on the shared Method / Trainer core.
+"""Baselines of the ADMC and CM-ARR tables (ADMC §5.1, Tables 1-3; CM-ARR §4.2-4.4, Tables 2-3;
+zero / mean padding: ADMC §2.1; titles in README.md, "Papers"), on the shared Method / Trainer core.
 
 =============  ================================================================  ==============
 name           what it is                                                        file
@@ -7,8 +8,8 @@ zero_fill      encoders + fusion MLP, random-pattern training, zero-filled input
 mean_fill      the same with train-mean fill                                      ``fill.py``
 full_zero      CM-ARR "Baseline": trained on complete data, zero-filled at test   ``fill.py``
 ae             frozen encoders -> AE imputes missing embeddings -> classifier     ``impute.py``
-cra            the same with a Cascaded Residual AE (Tran et al. 2017)            ``impute.py``
-mmin           MMIN (Zhao et al. 2021): teacher, CRA imagination + cycle          ``mmin.py``
+cra            the same with a Cascaded Residual AE (Tran et al., CVPR 2017)      ``impute.py``
+mmin           MMIN (Zhao et al., ACL 2021): teacher, CRA imagination + cycle     ``mmin.py``
 =============  ================================================================  ==============
 
 Every one has a CPU default that trains in about a minute on ``synthetic`` and a ``paper``

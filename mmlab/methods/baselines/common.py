@@ -46,7 +46,7 @@ def check_positive(cls: str, name: str, values: Sequence[int] | int) -> None:
 
 
 class EncoderBank(nn.Module):
-    """One utterance encoder per modality (`mmlab.nn.encoders.make_encoder`, ADMC §1.2 / MMIN)."""
+    """One utterance encoder per modality (`mmlab.nn.encoders.make_encoder`, ADMC §4.1 / MMIN)."""
 
     def __init__(self, data: MMDataset, cfg: EncoderConfig):
         super().__init__()

@@ -1,6 +1,7 @@
-"""Fill baselines (spec §4.3): "zero_fill", "mean_fill" and the full-modality "full_zero".
+"""Fill baselines: "zero_fill", "mean_fill" (zero / mean padding, ADMC §2.1) and the full-modality
+"full_zero" (CM-ARR §4.4).
 
-Per-modality encoders (LSTM + max-pool for A/V, TextCNN for T; ADMC §1.2 / MMIN) whose
+Per-modality encoders (LSTM + max-pool for A/V, TextCNN for T; ADMC §4.1 / MMIN) whose
 utterance embeddings are concatenated and classified by an MLP (early fusion). Missing
 modalities are filled *outside* the model and the encoders read every real frame
 (``pad_mask``), so the fill value is what the model sees in place of a missing modality:

@@ -1,4 +1,5 @@
-"""Embedding-imputation baselines (spec §4.3): "ae" and "cra".
+"""Embedding-imputation baselines of ADMC §5.1 (CRA also CM-ARR §4.2): "ae" and "cra" (Tran et al.,
+"Missing Modalities Imputation via Cascaded Residual Autoencoder", CVPR 2017).
 
 Both work on the concatenated per-modality utterance embeddings v = [e_A; e_V; e_T]:
 

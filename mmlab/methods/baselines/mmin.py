@@ -1,4 +1,6 @@
-"""MMIN: Missing Modality Imagination Network (Zhao et al., ACL 2021; spec §4.3, peer notes §1.2).
+"""MMIN: Missing Modality Imagination Network (Zhao et al., "Missing Modality Imagination Network for
+Emotion Recognition with Uncertain Missing Modalities", ACL 2021; public code
+https://github.com/AIM3-RUC/MMIN), a baseline of ADMC §5.1 and CM-ARR §4.2.
 
 Stages, as in the public code (``utt_fusion`` teacher, then ``mmin``):
 
@@ -17,7 +19,7 @@ Stages, as in the public code (``utt_fusion`` teacher, then ``mmin``):
    the available slots (MMIN feeds the teacher ``x * (1 - mask)``; our encoders map an empty
    input to exactly 0, MMIN's LSTM to a constant). Selected on the valid six-pattern UA.
 
-Choices where the spec is silent: ``p_full`` = 1/7 adds the full condition to MMIN's six
+Our choices: ``p_full`` = 1/7 adds the full condition to MMIN's six
 training patterns (so rate 0 is in the training distribution; the ``paper`` preset uses 0 as
 MMIN does); one hidden classifier layer (`MLPHead`) instead of MMIN's two.
 """
