@@ -253,13 +253,17 @@ def build_report(result_dirs: Sequence[str | Path], out: str | Path, scale: floa
         atomic_write_text(targets[d], csv_text(header, long_rows))
         written.append(targets[d])
         seeds = sorted({r.get("seed") for r in rows if r["dataset"] == d}, key=str)
-        md += ["", f"## {d}", "", f"Seeds: {', '.join(map(str, seeds))}."]
-        body.append(f"<h2>{html.escape(d)}</h2><p>Seeds: {html.escape(', '.join(map(str, seeds)))}.</p>")
+        single = all(a["n_seeds"] == 1 for a in agg)  # then cells are plain means, said once here
+        note = " One seed: cells are single runs, with no spread to show." if single else ""
+        md += ["", f"## {d}", "", f"Seeds: {', '.join(map(str, seeds))}.{note}"]
+        body.append(f"<h2>{html.escape(d)}</h2><p>Seeds: {html.escape(', '.join(map(str, seeds)))}.{note}</p>")
         for protocol in dict.fromkeys(a["protocol"] for a in agg):
             md += ["", f"### {protocol}"]
             body.append(f"<h3>{html.escape(protocol)}</h3>")
             for metric in _metrics(agg):
                 h, r = wide_table(agg, protocol, metric, scale, digits)
+                if single:
+                    r = [[c.replace(" (1 seed)", "") for c in row] for row in r]
                 md += ["", f"**{metric}**", "", _markdown(h, r)]
                 body.append(f"<h4>{html.escape(metric)}</h4>" + _html_table(h, r))
             gap = oracle_gap(agg, protocol, "accuracy", scale)
