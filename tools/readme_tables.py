@@ -1,0 +1,111 @@
+"""Regenerate the README's comparison tables from a full-comparison folder.
+
+    .venv/bin/python tools/readme_tables.py cmp_full            # print the tables
+    .venv/bin/python tools/readme_tables.py cmp_full --write    # rewrite them in README.md
+
+Each table sits in README.md between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->``;
+``--write`` replaces what is between the markers and nothing else. Cells are accuracy (WA) x100,
+mean ± std over the seeds (population std, as MMSA), from the rows `mmlab.report` gathers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from mmlab.evaluate import aggregate
+from mmlab.report import ORACLE, load_results, oracle_gap, wide_table
+from mmlab.tables import markdown_table
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+ORACLE_LABEL = "Bayes oracle"
+
+
+def _rows(folder: Path, dataset: str) -> list[dict]:
+    return aggregate([r for r in load_results([folder / dataset]) if r["dataset"] == dataset])
+
+
+def _label(method: str) -> str:
+    return ORACLE_LABEL if method == ORACLE else method
+
+
+def patterns_table(agg: list[dict]) -> str:
+    """Methods x (full, six patterns, Average) with the Average's gap to the oracle."""
+    header, rows = wide_table(agg, "pattern", "accuracy")
+    _, gaps, methods = oracle_gap(agg, "pattern")
+    avg = header.index("Average") - 1
+    gap = {m: g[avg] for m, g in zip(methods, gaps)}
+    best = min(gap, key=lambda m: -gap[m])
+    out = []
+    for r in rows:
+        name = _label(r[0])
+        cells = [f"**{name}**" if r[0] in (best, ORACLE) else name, *r[1:]]
+        out.append([*cells, "0" if r[0] == ORACLE else f"{gap[r[0]]:+.1f}"])
+    return markdown_table([*header, "gap to oracle"], out)
+
+
+def swept_table(agg: list[dict], protocol: str) -> str:
+    header, rows = wide_table(agg, protocol, "accuracy")
+    return markdown_table(header, [[_label(r[0]), *r[1:]] for r in rows])
+
+
+def full_input_table(agg: list[dict], methods: dict[str, str]) -> str:
+    """ADMC Table 5: WA / UA on full input for the named methods and the oracle."""
+    look = {a["method"]: a for a in agg if a["protocol"] == "pattern" and a["condition"] == "full"}
+    cells = []
+    for m in [*methods, ORACLE]:
+        a = look[m]
+        wa, ua = a["accuracy_mean"] * 100, a["macro_recall_mean"] * 100
+        if m == ORACLE:
+            cells.append(f"{wa:.1f} / {ua:.1f}")
+        else:
+            cells.append(f"{wa:.1f} ± {a['accuracy_std'] * 100:.1f} / {ua:.1f} ± {a['macro_recall_std'] * 100:.1f}")
+    return markdown_table([*methods.values(), ORACLE_LABEL], [cells])
+
+
+def tables(folder: Path) -> dict[str, str]:
+    syn, hw = _rows(folder, "synthetic"), _rows(folder, "handwritten")
+    return {
+        "synthetic-patterns": patterns_table(syn),
+        "synthetic-rates": swept_table(syn, "rate_drop"),
+        "synthetic-full": full_input_table(syn, {"admc_joint": "Jointly_training (`admc_joint`)",
+                                                 "admc_use_itfn": "Use_ITFN (`admc_use_itfn`)",
+                                                 "admc": "MMER (`admc`)"}),
+        "handwritten-eta": swept_table(hw, "cpm"),
+        "handwritten-rates": swept_table(hw, "rate_drop"),
+    }
+
+
+def write(readme: Path, found: dict[str, str]) -> list[str]:
+    text = readme.read_text()
+    missing = []
+    for name, table in found.items():
+        pattern = re.compile(rf"(<!-- table:{re.escape(name)} -->\n).*?(\n<!-- /table:{re.escape(name)} -->)", re.S)
+        if not pattern.search(text):
+            missing.append(name)
+            continue
+        text = pattern.sub(lambda m: m.group(1) + table + m.group(2), text)
+    readme.write_text(text)
+    return missing
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder", type=Path, help="the --out folder of `mmlab compare --suite full`")
+    ap.add_argument("--write", action="store_true", help="rewrite the tables in README.md")
+    args = ap.parse_args()
+    found = tables(args.folder)
+    if args.write:
+        missing = write(README, found)
+        if missing:
+            sys.exit(f"README.md has no markers for {missing}")
+        print(f"rewrote {len(found)} tables in {README}")
+    else:
+        for name, table in found.items():
+            print(f"<!-- table:{name} -->\n{table}\n<!-- /table:{name} -->\n")
+
+
+if __name__ == "__main__":
+    main()
