@@ -465,17 +465,18 @@ class ADMC(Method):
             # valid: one fixed (n, ε) per sample, so epochs are compared on the same draws
             n = torch.randint(1, t_max + 1, (len(x0),), generator=gen, device=x0.device)
             eps = torch.randn(x0.shape, generator=gen, device=x0.device)
-            return {"x_n": self.diffusion.q_sample(x0, n, eps), "n": n, "eps": eps}
+            return {"x_n": self.diffusion.q_sample(x0, n, eps), "n": n, "target": self.diffusion.target(x0, n, eps)}
 
         def loss(fb: FeatureBatch, rng: np.random.Generator):
             x0 = fb["F"]
             n = torch.randint(1, t_max + 1, (len(x0),), device=x0.device)
             eps = torch.randn_like(x0)
             x_n = self.diffusion.q_sample(x0, n, eps)  # Eq. 1
-            return F.mse_loss(self.denoiser(x_n, n), eps), {}  # Eq. 2 + ε-MSE
+            # Eq. 2: ε-MSE (the target is v or x0 under diffusion.prediction = "v" / "x0")
+            return F.mse_loss(self.denoiser(x_n, n), self.diffusion.target(x0, n, eps)), {}
 
         def errors(fb: FeatureBatch) -> dict[str, Tensor]:
-            diff = self.denoiser(fb["x_n"], fb["n"]) - fb["eps"]
+            diff = self.denoiser(fb["x_n"], fb["n"]) - fb["target"]
             return {"loss": diff**2, "mae": diff.abs(), "loss_low": (diff**2)[fb["n"] <= low_steps]}
 
         return Stage("adn", [self.denoiser], loss, Validation(kind="errors", errors=errors), config=self.cfg.adn.train,

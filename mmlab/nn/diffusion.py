@@ -61,6 +61,10 @@ class DiffusionConfig:
     ddim_eta: float = 0.0  # η of DDIM Eq. 16; 0 = deterministic
     resample: int = 1  # RePaint U: repeats per reverse step (1 = ADMC Eq. 4 as printed)
     init: Literal["noise", "noised"] = "noise"  # unknown entries at start: N(0,I) or q(x_n | x_obs) (ADMC choice A6)
+    # what the network predicts: ε (DDPM, ADMC Eq. 2), v = sqrt(ᾱ)ε − sqrt(1 − ᾱ)x0 (Salimans & Ho
+    # 2022, arXiv:2202.00512, §4) or x0; the sampler turns any of them into (x̂0, ε̂) once per step
+    prediction: Literal["eps", "v", "x0"] = "eps"
+    clip_x0: float | None = None  # clamp x̂0 to [−c, c] before each step (None: off)
 
     def __post_init__(self) -> None:
         def check_int(name: str, low: int, high: int | None = None) -> None:
@@ -79,6 +83,10 @@ class DiffusionConfig:
         check_int("ddim_steps", 1)
         check_int("resample", 1)
         check_choice("schedule", ("linear", "scaled_linear", "cosine"))
+        check_choice("prediction", ("eps", "v", "x0"))
+        if self.clip_x0 is not None and (isinstance(self.clip_x0, bool) or not isinstance(self.clip_x0, (int, float))
+                                         or not self.clip_x0 > 0):
+            raise ConfigError(f"DiffusionConfig.clip_x0: expected None or a positive number, got {self.clip_x0!r}")
         check_choice("sigma", ("beta", "beta_tilde"))
         check_choice("sampler", ("ddpm", "ddim"))
         check_choice("init", ("noise", "noised"))
@@ -155,11 +163,44 @@ class GaussianDiffusion(nn.Module):
         abar = _extract(self.alphas_cumprod, t, x_t)
         return (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
 
+    def target(self, x0: Tensor, t: Tensor | int, noise: Tensor) -> Tensor:
+        """What the network regresses onto at step t: ε, v = sqrt(ᾱ_t)·ε − sqrt(1 − ᾱ_t)·x0, or x0."""
+        kind = self.config.prediction
+        if kind == "eps":
+            return noise
+        if kind == "x0":
+            return x0
+        abar = _extract(self.alphas_cumprod, t, x0)
+        return abar.sqrt() * noise - (1 - abar).sqrt() * x0
+
+    def split_output(self, x_t: Tensor, t: Tensor | int, out: Tensor) -> tuple[Tensor, Tensor]:
+        """(x̂0, ε̂) from the network output under ``config.prediction`` (x̂0 clamped when
+        ``config.clip_x0``; ε̂ then recomputed from the clamped x̂0):
+        ε: x̂0 = (x_t − sqrt(1 − ᾱ)ε̂)/sqrt(ᾱ); v: x̂0 = sqrt(ᾱ)x_t − sqrt(1 − ᾱ)v̂,
+        ε̂ = sqrt(1 − ᾱ)x_t + sqrt(ᾱ)v̂; x0: ε̂ = (x_t − sqrt(ᾱ)x̂0)/sqrt(1 − ᾱ)."""
+        abar = _extract(self.alphas_cumprod, t, x_t)
+        a, b = abar.sqrt(), (1 - abar).sqrt()
+        return self._split(x_t, out, a, b)
+
+    def _split(self, x_t: Tensor, out: Tensor, a: Tensor | float, b: Tensor | float) -> tuple[Tensor, Tensor]:
+        kind, clip = self.config.prediction, self.config.clip_x0
+        if kind == "eps":
+            eps, x0 = out, (x_t - b * out) / a
+        elif kind == "v":
+            eps, x0 = b * x_t + a * out, a * x_t - b * out
+        else:
+            x0, eps = out, (x_t - a * out) / b
+        if clip is not None:
+            x0 = x0.clamp(-clip, clip)
+            eps = (x_t - a * x0) / b
+        return x0, eps
+
     def loss(self, model: Denoiser, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """L_simple = E_{t~U{1..N}, ε} ||ε − ε_θ(x_t, t)||² (DDPM Eq. 14; ADMC L_ADN), as a mean."""
+        """L_simple = E_{t~U{1..N}, ε} ||target − f_θ(x_t, t)||² (DDPM Eq. 14 for ε; ADMC L_ADN), as a
+        mean; the target follows ``config.prediction`` (`target`)."""
         t = torch.randint(1, self.n_steps + 1, (x0.shape[0],), generator=generator, device=x0.device)
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        return torch.mean((noise - model(self.q_sample(x0, t, noise), t)) ** 2)
+        return torch.mean((self.target(x0, t, noise) - model(self.q_sample(x0, t, noise), t)) ** 2)
 
     # ------------------------------------------------------------------ reverse process
     def timesteps(self, start_step: int, num_steps: int | None = None) -> list[int]:
@@ -270,6 +311,9 @@ class GaussianDiffusion(nn.Module):
 
         steps = self.timesteps(start_step, num_steps)
         coefs = self._coefficients(steps, sampler, float(eta))
+        convert = cfg.prediction != "eps" or cfg.clip_x0 is not None
+        sq_abar = [math.sqrt(a) for a in self._abar_list] if convert else []
+        sq_1m_abar = [math.sqrt(1 - a) for a in self._abar_list] if convert else []
         t_all = torch.tensor(steps, device=dev, dtype=torch.long)
         randn = lambda: torch.randn(x_obs.shape, generator=generator, device=dev, dtype=x_obs.dtype)  # noqa: E731
 
@@ -287,11 +331,14 @@ class GaussianDiffusion(nn.Module):
         for i, (c_x, c_eps, sigma, sq_as, sq_1m_as, sq_alpha, sq_beta) in enumerate(coefs):
             s = steps[i + 1]
             t_batch = t_all[i].expand(B)
+            t = steps[i]
             for u in range(resample):
-                # 2. predict ε̂ = ε_θ(x_t, t) (ADMC Eq. 2)
+                # 2. predict ε̂ = ε_θ(x_t, t) (ADMC Eq. 2), or v̂ / x̂0 turned into ε̂ (`split_output`)
                 eps_hat = model(x, t_batch)
                 if u == 0 and i == 0 and eps_hat.shape != x.shape:
                     raise DataError(f"sample: model output shape {tuple(eps_hat.shape)} != input shape {tuple(x.shape)}")
+                if convert:
+                    eps_hat = self._split(x, eps_hat, sq_abar[t], sq_1m_abar[t])[1]
                 # 3. unknown part: x_s = c_x·x_t + c_eps·ε̂ + σ·z (DDPM Eq. 11 / ADMC Eq. 3, or DDIM Eq. 12)
                 x = torch.mul(x, c_x).add_(eps_hat, alpha=c_eps)
                 need_known = known is not None and s > 0
