@@ -174,12 +174,15 @@ class AttentionDenoiser(nn.Module):
         self.out = nn.Linear(d, d_token)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """ε̂ (B, M, D) for noisy tokens x (B, M, D) at integer steps t (B,)."""
+        """ε̂ (or v̂, x̂0) (B, M, D) for noisy tokens x (B, M, D) at integer steps t: (B,), one step
+        for every token, or (B, M), a step per token (the conditional ADN: available tokens at 0)."""
         _check_tokens(x, self.n_tokens, self.d_token, "AttentionDenoiser")
-        if t.dim() != 1 or t.shape[0] != x.shape[0]:
-            raise DataError(f"AttentionDenoiser: t expected shape (B={x.shape[0]},), got {tuple(t.shape)}")
-        temb = self.time_mlp(timestep_embedding(t, self.d_model))  # (B, d)
-        h = self.inp(x) + self.modality_emb + temb[:, None, :]
+        B, M = x.shape[:2]
+        if t.shape not in ((B,), (B, M)):
+            raise DataError(f"AttentionDenoiser: t expected shape (B={B},) or (B, M)=({B}, {M}), got {tuple(t.shape)}")
+        temb = self.time_mlp(timestep_embedding(t.reshape(-1), self.d_model))
+        temb = temb.view(B, 1, -1) if t.dim() == 1 else temb.view(B, M, -1)
+        h = self.inp(x) + self.modality_emb + temb
         for block in self.blocks:
             h = block(h)
         return self.out(self.ln(h))

@@ -249,6 +249,7 @@ class GaussianDiffusion(nn.Module):
         eta: float | None = None,
         resample: int | None = None,
         init: Literal["noise", "noised"] | None = None,
+        conditioning: Literal["replace", "clean"] = "replace",
     ) -> Tensor | tuple[Tensor, list[tuple[int, Tensor]]]:
         """Complete the unknown entries of ``x_obs`` by the reverse process from ``start_step``.
 
@@ -266,6 +267,12 @@ class GaussianDiffusion(nn.Module):
         strided transitions, ``eta`` (default config.ddim_eta). ``num_steps`` is clamped to
         start_step. ``resample`` (RePaint U, default config.resample) repeats each transition,
         re-noising x_s back to x_t in between. The model is called U × num_steps times.
+
+        ``conditioning="clean"`` is for a *conditional* denoiser (trained with the available tokens
+        clean at step 0, each token with its own step): the known entries stay ``x_obs`` at every
+        call and the model gets per-token steps ``t`` of shape ``known_mask.shape[:-1]`` (0 where
+        known); no replacement, no resampling needed. ``known_mask`` must then be per token,
+        shape (B, M, 1).
 
         Returns x0 (same shape as x_obs), or (x0, [(step, x_step), ...]) for every visited step
         from start_step down to 0 when ``return_trajectory``. Random draws use ``generator``
@@ -309,6 +316,14 @@ class GaussianDiffusion(nn.Module):
             if not bool(known.any()):  # one sync per call: all-unknown = unconditional sampling
                 known = None
 
+        if conditioning not in ("replace", "clean"):
+            raise ConfigError(f"sample: conditioning: expected 'replace' or 'clean', got {conditioning!r}")
+        clean = conditioning == "clean" and known is not None
+        if clean:
+            if known_mask.dim() != x_obs.dim() or known_mask.shape[-1] != 1:
+                raise DataError(f"sample: conditioning='clean' needs a per-token known_mask (B, M, 1), "
+                                f"got {tuple(known_mask.shape)}")
+            known_tok = known.expand(x_obs.shape)[..., 0]  # (B, M)
         steps = self.timesteps(start_step, num_steps)
         coefs = self._coefficients(steps, sampler, float(eta))
         convert = cfg.prediction != "eps" or cfg.clip_x0 is not None
@@ -321,40 +336,50 @@ class GaussianDiffusion(nn.Module):
         #    unknown = ε or q(x_n | x_obs). One draw serves both: the two sets of entries are disjoint.
         a_n = self._abar_list[start_step]
         eps = randn()
+        if clean:  # known entries are the clean observation throughout
+            init = "noise"
         if init == "noise" and known is None:
             x = eps
         else:
             noised = torch.add(x_obs * math.sqrt(a_n), eps, alpha=math.sqrt(1 - a_n))
             x = noised if init == "noised" else torch.where(known, noised, eps)
+        if clean:
+            x = torch.where(known, x_obs, x)
         trajectory = [(start_step, x.clone())] if return_trajectory else None
 
         for i, (c_x, c_eps, sigma, sq_as, sq_1m_as, sq_alpha, sq_beta) in enumerate(coefs):
             s = steps[i + 1]
             t_batch = t_all[i].expand(B)
             t = steps[i]
+            t_in = torch.where(known_tok, 0, t_all[i]) if clean else t_batch
             for u in range(resample):
                 # 2. predict ε̂ = ε_θ(x_t, t) (ADMC Eq. 2), or v̂ / x̂0 turned into ε̂ (`split_output`)
-                eps_hat = model(x, t_batch)
+                eps_hat = model(x, t_in)
                 if u == 0 and i == 0 and eps_hat.shape != x.shape:
                     raise DataError(f"sample: model output shape {tuple(eps_hat.shape)} != input shape {tuple(x.shape)}")
                 if convert:
                     eps_hat = self._split(x, eps_hat, sq_abar[t], sq_1m_abar[t])[1]
                 # 3. unknown part: x_s = c_x·x_t + c_eps·ε̂ + σ·z (DDPM Eq. 11 / ADMC Eq. 3, or DDIM Eq. 12)
                 x = torch.mul(x, c_x).add_(eps_hat, alpha=c_eps)
-                need_known = known is not None and s > 0
+                need_known = known is not None and s > 0 and not clean
                 if sigma > 0 or need_known:
                     z = randn()
                     if sigma > 0:
                         x.add_(z, alpha=sigma)
                 # 4. known part forward-noised to step s, then blended (ADMC Eq. 4, RePaint Eq. 8–10);
                 #    z is reused: it fills known entries here and unknown ones above. ᾱ_0 = 1 -> exact x_obs.
-                if known is not None:
+                #    A conditional denoiser keeps them clean instead.
+                if clean:
+                    x = torch.where(known, x_obs, x)
+                elif known is not None:
                     x_known = z.mul_(sq_1m_as).add_(x_obs, alpha=sq_as) if s > 0 else x_obs
                     x = torch.where(known, x_known, x)
                 # 5. RePaint harmonisation (Alg. 1): x_t ~ q(x_t | x_s) = N(sqrt(ᾱ_t/ᾱ_s)·x_s, (1 − ᾱ_t/ᾱ_s)·I),
                 #    i.e. β_t for a one-step transition (Alg. 1 prints β_{t−1}, an index slip)
                 if u < resample - 1:
                     x = torch.mul(x, sq_alpha).add_(randn(), alpha=sq_beta)
+                    if clean:
+                        x = torch.where(known, x_obs, x)
             if trajectory is not None:
                 trajectory.append((s, x.clone()))
         return (x, trajectory) if trajectory is not None else x
