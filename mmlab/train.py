@@ -44,6 +44,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 import math
 import random
@@ -63,6 +64,7 @@ from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError, DataError, MMLabError
 from mmlab.progress import progress
 from mmlab.evaluate import validate as run_validation
+from mmlab.evaluate import validate_classifier
 from mmlab.methods.base import (HIGHER_IS_BETTER, LOWER_IS_BETTER, VALIDATE_ON, FeatureBatch, Method, Stage,
                                 TrainConfig, Validation)
 from mmlab.utils import (FolderLock, atomic_write_bytes, atomic_write_text, resolve_device, seed_sequence,
@@ -281,13 +283,36 @@ class Trainer:
                               "use a new out_dir, or resume with the same config")
 
     def _calibrate(self) -> dict[str, Any] | None:
-        """``method.calibrate(valid)`` after training; the choice goes to ``calibration.json``."""
+        """Test-time settings chosen on the valid split after training: the grid of
+        ``method.test_options()`` scored through `mmlab.evaluate`, then ``method.calibrate(valid)``;
+        the choices go to ``calibration.json``."""
         self.method.eval()
+        valid = self.data.subset("valid")
         with torch.no_grad():
-            chosen = self.method.calibrate(self.data.subset("valid"))
+            chosen = self._choose_test_options(valid)
+            custom = self.method.calibrate(valid)
+        if custom is not None:
+            chosen = {**(chosen or {}), **custom}
         if chosen is not None:
             atomic_write_text(self.out_dir / "calibration.json", json.dumps(chosen, indent=2, default=float) + "\n")
         return chosen
+
+    def _choose_test_options(self, valid: MMDataset) -> dict[str, Any] | None:
+        grid = self.method.test_options()
+        if not grid:
+            return None
+        names = list(grid)
+        combos = [dict(zip(names, values)) for values in itertools.product(*grid.values())]
+        scores = []
+        for combo in combos:
+            self.method.set_test_options(**combo)
+            val = validate_classifier(self.method, valid, self.method.test_options_patterns,
+                                      self.config.eval_batch_size, device=self.device)
+            scores.append(val["accuracy"])
+        best = int(np.argmax(scores))  # the first best: the cheapest when listed cheapest first
+        self.method.set_test_options(**combos[best])
+        return {"test_options": combos[best], "chosen_on": f"valid accuracy, {self.method.test_options_patterns}",
+                "scores": [{**c, "accuracy": s} for c, s in zip(combos, scores)]}
 
     # ------------------------------------------------------------------ metrics.csv
     def _log(self, stage: str, epoch: int, split: str, values: dict[str, float]) -> None:

@@ -279,3 +279,29 @@ def test_compare_generation_protocol(data, tmp_path):
     conds = {r["condition"] for r in rows}
     assert {"AV->T@n=30", "AV->T@n=50", "AV->T@n=80", "real->T"} <= conds
     assert all(r["method"] == "admc" and r["protocol"] == "generation" for r in rows)
+
+
+# ----------------------------------------------------------------------------- admc_cond (ours)
+def test_admc_cond_trains_a_conditional_v_adn_and_chooses_k_on_valid(data, tmp_path):
+    """The registered variant: conditional ADN (available tokens clean, per-token steps, loss on
+    the missing ones), v-prediction, DDIM from n = N, K chosen on the valid split after training."""
+    import json
+
+    method = _fit("admc_cond", data, tmp_path, {"diffusion.n_steps": 50, "diffusion.start_step": 50,
+                                               "diffusion.ddim_steps": 5, "k_grid": [1, 2], "table4_steps": [50]})
+    cfg = method.cfg
+    assert (cfg.adn.training, cfg.diffusion.prediction, cfg.diffusion.sampler) == ("conditional", "v", "ddim")
+    calib = json.loads((tmp_path / "calibration.json").read_text())
+    assert calib["test_options"]["n_completions"] in (1, 2) and len(calib["scores"]) == 2
+    assert method.k == calib["test_options"]["n_completions"]
+    # the conditional sampler keeps the available tokens exactly and fills the missing one
+    batch = _masked(data, ("A", "V"))
+    feats = method.encode(batch)
+    z = method.complete(feats, batch.avail, generator=method._generator("t"))
+    assert torch.equal(z[:, :2], feats[:, :2]) and torch.isfinite(z).all() and not torch.allclose(z[:, 2], feats[:, 2])
+    assert method.predict_logits(batch).shape == (40, data.n_classes)
+    # training rows: a proper subset available, or none (the joint model, p_joint = 0.2)
+    known = method._training_patterns(64, np.random.default_rng(0), feats.device)
+    assert known.any(1).float().mean() > 0.5 and not known.all(1).any()
+    with pytest.raises(ConfigError, match="adn.training"):
+        make_method("admc", data, {"adn.training": "sideways"})

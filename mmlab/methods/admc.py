@@ -67,6 +67,16 @@ Choices where the paper is silent or contradicts itself, A1-A18 (other files cit
   the per-scenario MFs on those inputs. ``n_completions`` K > 1 averages the MF's class
   probabilities over K independent completions.
 
+Ours, registered as ``admc_cond`` beside the faithful ``admc``: a *conditional* ADN
+(``adn.training="conditional"``: each training row draws an availability pattern, uniform over
+the non-empty proper subsets and with ``adn.p_joint`` = 0.2 none; available tokens stay clean at
+step 0, each token carries its own step embedding, the loss is on the missing tokens only), with
+v-prediction (``diffusion.prediction="v"``, so the output carries x_t's scale and chains from
+n = N stay bounded) sampled from n = N by DDIM-10 with the available tokens fed clean at every
+call (no replacement, no resampling); K is chosen among ``k_grid`` = (1, 4, 16) on the valid
+split after training (`test_options`). Why: with Eq. 4's replacement from pure noise at n = 50
+the generated features keep mostly noise (docs/admc_results.md).
+
 Registered names: ``admc`` (MMCR + MMER), ``admc_wo_itfn``, ``admc_wo_adn``, ``admc_joint``
 (Table 5 Jointly_training: encoders not frozen, trained with the fusion on full input),
 ``admc_use_itfn`` (Table 5: frozen ITFN + MF on full input). The three Table-5 / ablation
@@ -116,6 +126,11 @@ class ADNConfig(DenoiserConfig):
     """Stage (b): ε_θ sizes (`DenoiserConfig`) and its training (ε-MSE, Eq. 1-2)."""
 
     train_max_step: int | None = None  # draw n ~ U{1..train_max_step} (None: N, the paper)
+    # joint: ε_θ over the noised full-modality tokens (the paper, Eq. 2); conditional: each row draws
+    # an availability pattern (uniform over the non-empty proper subsets, with p_joint none), the
+    # available tokens stay clean at step 0, the others are noised, the loss is on the missing ones
+    training: Literal["joint", "conditional"] = "joint"
+    p_joint: float = 0.2
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=150, batch_size=256, lr=1e-3, patience=30, select_metric="mae"))
 
@@ -150,6 +165,7 @@ class ADMCConfig:
     mmer: bool = True  # full input: MMER (Eq. 5) instead of mf_full
     standardize: bool = True  # A8
     n_completions: int = 16  # K completions averaged at inference (paper preset: 1)
+    k_grid: tuple[int, ...] = ()  # when given, K is chosen among these on the valid split after training
     sample_steps: int | None = 10  # DDPM transitions from n to 0 (None: every step, the paper; k: respaced)
     eval_batch_size: int = 1024  # chunk size for completions
     table4_steps: tuple[int, ...] = (30, 50, 80)  # start steps n the generation protocol sweeps (Table 4)
@@ -168,6 +184,10 @@ class ADMCConfig:
                               "together: expected completion='zero', mf.scenarios='full' and mmer=false")
         if self.sample_steps is not None and (isinstance(self.sample_steps, bool) or self.sample_steps < 1):
             raise ConfigError(f"ADMCConfig.sample_steps: expected None or a positive integer, got {self.sample_steps!r}")
+        if self.adn.training not in ("joint", "conditional"):
+            raise ConfigError(f"ADNConfig.training: expected 'joint' or 'conditional', got {self.adn.training!r}")
+        if not 0.0 <= self.adn.p_joint < 1.0:
+            raise ConfigError(f"ADNConfig.p_joint: expected a number in [0, 1), got {self.adn.p_joint!r}")
         t = self.adn.train_max_step
         if t is not None and not (isinstance(t, int) and 1 <= t <= self.diffusion.n_steps):
             raise ConfigError(f"ADNConfig.train_max_step: expected None or an integer in [1, {self.diffusion.n_steps}], "
@@ -306,8 +326,10 @@ class ADMC(Method):
         x_obs = features * known.to(features.dtype)  # missing tokens: 0 (only read by init="noised")
         if num_steps is None and (sampler or self.cfg.diffusion.sampler) == "ddpm":
             num_steps = self.cfg.sample_steps
+        conditioning = "clean" if self.cfg.adn.training == "conditional" else "replace"
         return self.diffusion.sample(self.denoiser, x_obs, known, start_step=start_step, sampler=sampler,
-                                     num_steps=num_steps, generator=generator, return_trajectory=return_trajectory)
+                                     num_steps=num_steps, generator=generator, return_trajectory=return_trajectory,
+                                     conditioning=conditioning)
 
     def _complete_chunked(self, x: Tensor, known: Tensor, gen: torch.Generator, **kw) -> Tensor:
         bs = self.cfg.eval_batch_size
@@ -366,7 +388,7 @@ class ADMC(Method):
                 continue  # nothing observed: the train class prior
             idx = (inverse == r).nonzero().squeeze(1)
             key = self._mf_key(row)
-            tokens = self._tokens(key, feats[idx], avail[idx], self.cfg.n_completions, gen)
+            tokens = self._tokens(key, feats[idx], avail[idx], self.k, gen)
             out[idx] = self._logits(key, tokens, avail[idx])
         return out.to(device)
 
@@ -462,22 +484,38 @@ class ADMC(Method):
             x0 = self.encode(batch)
             if split == "train":
                 return {"F": x0}
-            # valid: one fixed (n, ε) per sample, so epochs are compared on the same draws
+            # valid: one fixed (n, ε) per sample (and pattern, conditional ADN), so epochs are compared
+            # on the same draws
             n = torch.randint(1, t_max + 1, (len(x0),), generator=gen, device=x0.device)
             eps = torch.randn(x0.shape, generator=gen, device=x0.device)
-            return {"x_n": self.diffusion.q_sample(x0, n, eps), "n": n, "target": self.diffusion.target(x0, n, eps)}
+            x_n, target = self.diffusion.q_sample(x0, n, eps), self.diffusion.target(x0, n, eps)
+            if self.cfg.adn.training == "joint":
+                return {"x_n": x_n, "n": n[:, None].expand(x0.shape[:2]), "target": target,
+                        "missing": torch.ones(x0.shape[:2], dtype=torch.bool, device=x0.device)}
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=x0.device))
+            known = self._training_patterns(len(x0), np.random.default_rng(seed), x0.device)
+            return {"x_n": torch.where(known[..., None], x0, x_n), "n": torch.where(known, 0, n[:, None]),
+                    "target": target, "missing": ~known}
 
         def loss(fb: FeatureBatch, rng: np.random.Generator):
             x0 = fb["F"]
             n = torch.randint(1, t_max + 1, (len(x0),), device=x0.device)
             eps = torch.randn_like(x0)
             x_n = self.diffusion.q_sample(x0, n, eps)  # Eq. 1
-            # Eq. 2: ε-MSE (the target is v or x0 under diffusion.prediction = "v" / "x0")
-            return F.mse_loss(self.denoiser(x_n, n), self.diffusion.target(x0, n, eps)), {}
+            target = self.diffusion.target(x0, n, eps)  # Eq. 2: ε (or v / x0 under diffusion.prediction)
+            if self.cfg.adn.training == "joint":
+                return F.mse_loss(self.denoiser(x_n, n), target), {}
+            known = self._training_patterns(len(x0), rng, x0.device)  # (B, M): clean, step 0
+            x_in = torch.where(known[..., None], x0, x_n)
+            missing = (~known)[..., None].to(x0.dtype)
+            err = (self.denoiser(x_in, torch.where(known, 0, n[:, None])) - target) ** 2 * missing
+            return err.sum() / (missing.sum() * x0.shape[-1]).clamp_min(1.0), {}
 
         def errors(fb: FeatureBatch) -> dict[str, Tensor]:
-            diff = self.denoiser(fb["x_n"], fb["n"]) - fb["target"]
-            return {"loss": diff**2, "mae": diff.abs(), "loss_low": (diff**2)[fb["n"] <= low_steps]}
+            n = fb["n"] if self.cfg.adn.training == "conditional" else fb["n"][:, 0]
+            diff = (self.denoiser(fb["x_n"], n) - fb["target"])[fb["missing"]]  # (tokens scored, D)
+            steps = fb["n"][fb["missing"]]
+            return {"loss": diff**2, "mae": diff.abs(), "loss_low": (diff**2)[steps <= low_steps]}
 
         return Stage("adn", [self.denoiser], loss, Validation(kind="errors", errors=errors), config=self.cfg.adn.train,
                      features=features)
@@ -500,6 +538,14 @@ class ADMC(Method):
         return Stage(f"mf_{key}", [mf], loss, Validation(kind="features", logits=logits), config=self.cfg.mf.train,
                      on_end=on_end, features=features)
 
+    def _training_patterns(self, n_rows: int, rng: np.random.Generator, device: torch.device) -> Tensor:
+        """(B, M) availability of the conditional ADN's training rows: with prob ``p_joint`` none
+        (the joint model in the same network), else uniform over the non-empty proper subsets."""
+        rows = np.array([[m in p for m in self.modalities] for p in self.patterns], dtype=bool)
+        pick = rows[rng.integers(0, len(rows), n_rows)]
+        pick[rng.random(n_rows) < self.cfg.adn.p_joint] = False
+        return torch.as_tensor(pick, device=device)
+
     def _init_scenarios(self) -> None:
         """mf.init_from_full: every scenario's MF starts from mf_full's weights (ours, A11)."""
         if not self.cfg.mf.init_from_full:
@@ -508,6 +554,20 @@ class ADMC(Method):
         for k, mf in self.mfs.items():
             if k not in ("full", "mmer"):
                 mf.load_state_dict(state, strict=False)
+
+    # ------------------------------------------------------------------ test-time K, chosen on valid
+    @property
+    def k(self) -> int:
+        """K completions averaged at inference: ``n_completions``, or the one chosen on valid."""
+        return getattr(self, "_k_chosen", None) or self.cfg.n_completions
+
+    def test_options(self) -> dict[str, list[Any]]:
+        """``k_grid``: K among these values, chosen on the valid split after training (the
+        Trainer scores each through `mmlab.evaluate`)."""
+        return {"n_completions": sorted(self.cfg.k_grid)} if self.cfg.k_grid and self.denoiser is not None else {}
+
+    def set_test_options(self, n_completions: int) -> None:
+        self._k_chosen = int(n_completions)
 
     # ------------------------------------------------------------------ completion interface (Table 4)
     def completes(self) -> bool:

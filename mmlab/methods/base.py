@@ -250,6 +250,20 @@ class Method(nn.Module):
         """(B, C) class logits for a masked, filled batch."""
         raise NotImplementedError
 
+    def test_options(self) -> dict[str, list[Any]]:
+        """Test-time settings to choose on the validation split after training: ``{name: [values]}``
+        (e.g. ADMC's number of averaged completions K). The Trainer scores every combination with
+        `mmlab.evaluate.validate_classifier` under ``test_options_patterns`` on valid, keeps the
+        best (the first on a tie, so list the cheapest first) via `set_test_options`, and records
+        every score in ``calibration.json``. Default: nothing to choose."""
+        return {}
+
+    test_options_patterns: str = "seven"
+
+    def set_test_options(self, **options: Any) -> None:
+        """Apply one combination of `test_options` (the Trainer calls it)."""
+        raise NotImplementedError
+
     def calibrate(self, valid: "MMDataset") -> dict[str, Any] | None:
         """Choose test-time settings on the validation split only (after training). Returns what
         was chosen (recorded in the run folder's ``calibration.json``) or None (nothing to do)."""
