@@ -1,5 +1,7 @@
 """Tiny fake datasets written in exactly the released on-disk layouts of the licensed benchmarks
-(peer-code-notes §1.2 MMIN, §1.9 MIntRec, §2.1 MMSA). Random numbers only: no licensed data.
+(the public code of MMIN, github.com/AIM3-RUC/MMIN; MIntRec, github.com/thuiar/MIntRec; MMSA,
+github.com/thuiar/MMSA; each layout is described in its card in data_cards/). Random numbers
+only: no licensed data.
 
 Each ``write_*`` returns the dataset folder it created under ``root``.
 """

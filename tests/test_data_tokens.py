@@ -136,7 +136,7 @@ def test_byo_round_trip_tokens_splits_y_reg(tmp_path):
 
 def _byo_problems(tmp_path, **change) -> list[str]:
     ids, ln = _ids()
-    arrays = {"X_T": ids, "len_T": ln, "y": np.arange(N) % 3, "split": _split()}
+    arrays = {"X_T": ids, "len_T": ln, "X_A": np.ones((N, 2), np.float32), "y": np.arange(N) % 3, "split": _split()}
     arrays.update({k: v for k, v in change.items() if v is not None})
     for k in [k for k, v in change.items() if v is None]:
         arrays.pop(k)
@@ -181,7 +181,8 @@ def test_byo_bad_token_files(tmp_path, change, match):
 
 
 def test_byo_integer_3d_features_stay_features(tmp_path):
-    np.savez(tmp_path / "f.npz", X_A=np.ones((N, 2, 3), np.int32), y=np.arange(N) % 3, split=_split())
+    np.savez(tmp_path / "f.npz", X_A=np.ones((N, 2, 3), np.int32), X_V=np.ones((N, 2), np.float32), y=np.arange(N) % 3,
+             split=_split())
     d = load_npz(tmp_path / "f.npz")
     assert d.token_modalities == () and d.feats["A"].dtype == np.float32
 

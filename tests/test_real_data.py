@@ -188,10 +188,19 @@ def test_byo_reports_every_problem(tmp_path):
     assert str(p) in str(err.value) and "foo" in str(err.value) and "X_face" in str(err.value)
 
 
-def test_byo_tiny_file_without_split_asks_for_one(tmp_path):
+def test_byo_tiny_file_without_split(tmp_path):
+    # N >= 3: the default split gives train, valid and test one sample at least, for any seed
     p = _byo(tmp_path / "tiny.npz", n=3, y=np.array([0, 1, 2]))
-    with pytest.raises(DataError, match="split"):
-        load_npz(p)
+    assert validate_npz(p)[0] == []
+    for seed in range(4):
+        assert sorted(load_npz(p, split_seed=seed).split.tolist()) == ["test", "train", "valid"]
+    # N < 3: the validator and the loader both ask for a split key, in the same words
+    q = _byo(tmp_path / "two.npz", n=2, y=np.array([0, 1]))
+    problems = validate_npz(q)[0]
+    assert problems and problems[0].startswith("split: no 'split' key and only N=2 samples")
+    with pytest.raises(DataError, match="store a 'split' key") as err:
+        load_npz(q)
+    assert problems[0] in str(err.value)
 
 
 # ---------------------------------------------------------------------------- safe unpickler

@@ -1,12 +1,14 @@
 """Bring your own features: the documented ``.npz`` layout, a validator, a loader, an exporter.
 
-One ``.npz`` file (``np.savez`` or ``np.savez_compressed``; no pickled objects) with keys:
+One ``.npz`` file (``np.savez`` or ``np.savez_compressed``; no pickled objects) with keys
+(at least two modalities: every method trains and is scored under missing modalities):
 
 =============== ==================== =======================================================
 key             shape                meaning
 =============== ==================== =======================================================
-``X_<name>``    (N, T, D) or (N, D)  features of modality ``<name>`` (letters, digits, ``_ . -``);
-                                     real numbers, stored as float32 on load; (N, D) = one vector
+``X_<name>``    (N, T, D) or (N, D)  features of modality ``<name>`` (a letter, then letters,
+                                     digits, ``_``; at most 32; `MODALITY_RE`); real numbers,
+                                     stored as float32 on load; (N, D) = one vector
 ``X_<name>``    (N, T) integer       a *token modality*: bert-base-uncased token ids, each in
                                      [0, 30522); every row is [CLS]=101 ... [SEP]=102 (then
                                      [PAD]=0); stored int64 on load (`mmlab.data.tokens`)
@@ -20,23 +22,24 @@ key             shape                meaning
                                      ``test_<name>`` (e.g. test_ood; `EXTRA_SPLIT_RE`); train,
                                      valid and at least one test split must be non-empty;
                                      absent: a seeded stratified 70/10/20 split
-                                     (`stratified_split`)
-``ids``         (N,) str             optional unique sample ids (absent: ``<file stem>-<i>``)
+                                     (`stratified_split`; needs N >= 3)
+``ids``         (N,) str or integer  optional unique sample ids (absent: ``<file stem>-<i>``)
 ``classes``     (C,) str             optional class names (absent: "0".."C-1"; then every label
                                      0..max(y) must occur, a gap means labels were not re-indexed)
 =============== ==================== =======================================================
 
 An integer (N, T) ``X_`` key is always read as token ids: store integer-valued *features*
 (counts, pixels) as floats. `validate_npz` reports every problem it finds; `load_npz` raises
-one `DataError` listing them all. Array shapes are read from the ``.npy`` headers and checked
-(at most 1e8 elements per array) before any data is read, and the file is opened with
-``allow_pickle=False``.
+one `DataError` listing them all (a file one accepts, the other loads). Array shapes and dtypes
+are read from the ``.npy`` headers before any data is read: object, void and structured dtypes
+are refused, and the bytes the whole file would take (arrays after decompression plus what the
+loader builds from them) must fit the memory budget (`mmlab.data.budget`: ``max_bytes``, else
+``MMLAB_MAX_BYTES``, else 4 GiB). The file is opened with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 import zipfile
 import zlib
@@ -45,21 +48,24 @@ from pathlib import Path
 
 import numpy as np
 
+from mmlab.data.budget import OVERRIDE, fmt_bytes, nbytes_of
+from mmlab.data.budget import max_bytes as budget_bytes
 from mmlab.data.dataset import (
-    SPLIT_RULE, SPLITS, MMDataset, is_split_name, missing_required_splits, order_splits, stratified_split,
+    SPLIT_RULE, SPLITS, MMDataset, duplicate_problem, is_split_name, missing_required_splits, modality_name_problem,
+    order_splits, stratified_split,
 )
 from mmlab.data.safe_pickle import read_npy_header
 from mmlab.data.tokens import PAD_ID, token_problems
 from mmlab.errors import DataError
 
-MAX_ELEMENTS = 10**8  # per array; larger arrays are refused before allocation
-NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _F32_MAX = float(np.finfo(np.float32).max)
+PER_SAMPLE_BYTES = 256  # what loading adds per sample besides the arrays: ids, split names, lengths
 
 
 @dataclass
 class _Scan:
     path: str
+    limit: int  # the memory budget in bytes
     problems: list[str] = field(default_factory=list)
     members: set[str] = field(default_factory=set)  # every key in the archive, readable or not
     shapes: dict[str, tuple[tuple[int, ...], np.dtype]] = field(default_factory=dict)
@@ -78,8 +84,10 @@ def _kind(key: str) -> str:
 
 
 def _read_members(s: _Scan, zf: zipfile.ZipFile) -> None:
-    """Read headers, refuse absurd or object arrays, then read the data of the rest."""
+    """Read every header, refuse object / void / structured dtypes and truncated members, check
+    the bytes of the whole file against the budget, and only then read the data."""
     seen: set[str] = set()
+    todo: list[tuple[str, zipfile.ZipInfo]] = []
     for info in zf.infolist():
         name = info.filename
         if info.is_dir():
@@ -107,21 +115,74 @@ def _read_members(s: _Scan, zf: zipfile.ZipFile) -> None:
             s.bad(key, f"cannot read archive member ({err})")
             continue
         s.shapes[key] = (shape, dtype)
-        n = int(np.prod(shape, dtype=np.float64)) if shape else 1
-        if n > MAX_ELEMENTS:
-            s.bad(key, f"shape {shape} has {n:.3g} elements, more than the limit {MAX_ELEMENTS:.0e}; refused before reading")
-            continue
         if dtype.hasobject:
             s.bad(key, f"object array (pickled Python objects, dtype {dtype}) is not allowed; store numbers or fixed-width strings")
             continue
-        if info.file_size < offset + n * dtype.itemsize:
+        if dtype.kind == "V" or dtype.fields is not None or dtype.subdtype is not None:
+            s.bad(key, f"void or structured dtype {dtype} is not allowed; store plain numbers or fixed-width strings; "
+                       "refused before reading")
+            continue
+        if nbytes_of(shape, dtype) > s.limit:
+            s.bad(key, f"shape {shape} {dtype} is {fmt_bytes(nbytes_of(shape, dtype))} after decompression, over the "
+                       f"memory budget of {fmt_bytes(s.limit)} per file; refused before reading ({OVERRIDE} to allow it)")
+            continue
+        if info.file_size < offset + nbytes_of(shape, dtype):
             s.bad(key, f"truncated: header says {shape} {dtype} but the member holds only {info.file_size - offset} data bytes")
             continue
+        todo.append((key, info))
+    if not _fits_budget(s, [key for key, _ in todo]):
+        return
+    for key, info in todo:
         try:
             with zf.open(info) as fh:
                 s.arrays[key] = np.lib.format.read_array(fh, allow_pickle=False)
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, ValueError, MemoryError) as err:
             s.bad(key, f"cannot read array data ({err})")
+
+
+def _planned_bytes(s: _Scan, keys: list[str]) -> dict[str, int]:
+    """Bytes per key that validating and loading the file take: the array after decompression
+    plus what is built from it (float32 / int64 copies, padding masks, decoded strings), and the
+    per-sample extras under ``"file"``."""
+    out: dict[str, int] = {}
+    n = 0
+    for key in keys:
+        shape, dtype = s.shapes[key]
+        raw = nbytes_of(shape, dtype)
+        if key.startswith("X_") and len(shape) in (2, 3):
+            frames = nbytes_of(shape[:2], "u1") if len(shape) == 3 or dtype.kind in "iu" else shape[0]
+            values = nbytes_of(shape, "u1")
+            built = 8 * values if len(shape) == 2 and dtype.kind in "iu" else 4 * values  # int64 ids / float32
+            raw += built + 2 * values + frames  # + NaN / inf masks, the padding mask
+        elif dtype.kind in "US":
+            raw += nbytes_of(shape, "u1") * 4 * (dtype.itemsize if dtype.kind == "S" else dtype.itemsize // 4)
+        elif len(shape) >= 1:
+            raw += 2 * nbytes_of(shape, "u1") * 8  # int64 / float64 copies
+        out[key] = raw
+        if shape and key != "classes":
+            n = max(n, shape[0])
+    out["file"] = n * PER_SAMPLE_BYTES * (1 + sum(k.startswith("X_") for k in keys))
+    return out
+
+
+def _fits_budget(s: _Scan, keys: list[str]) -> bool:
+    """Add a problem (naming the largest array) when reading ``keys`` and loading the file would
+    take more than the budget."""
+    planned = _planned_bytes(s, keys)
+    total = sum(planned.values())
+    if total <= s.limit:
+        return True
+    key = max((k for k in planned if k != "file"), key=lambda k: planned[k], default="file")
+    if key == "file":
+        s.bad("file", f"{len(keys)} arrays would take {fmt_bytes(total)} in memory, over the memory budget of "
+                      f"{fmt_bytes(s.limit)} per file; refused before reading ({OVERRIDE} to allow it)")
+        return False
+    shape, dtype = s.shapes[key]
+    s.bad(key, f"shape {shape} {dtype} is {fmt_bytes(nbytes_of(shape, dtype))} after decompression and "
+               f"{fmt_bytes(planned[key])} with what loading builds from it; the whole file would take "
+               f"{fmt_bytes(total)} in memory, over the memory budget of {fmt_bytes(s.limit)} per file; "
+               f"refused before reading ({OVERRIDE} to allow it)")
+    return False
 
 
 def _as_str(s: _Scan, key: str, a: np.ndarray) -> np.ndarray | None:
@@ -139,6 +200,9 @@ def _as_str(s: _Scan, key: str, a: np.ndarray) -> np.ndarray | None:
 
 def _as_int(s: _Scan, key: str, a: np.ndarray) -> np.ndarray | None:
     if a.dtype.kind in "iu":
+        if a.dtype.kind == "u" and a.size and int(a.max()) >= 2**63:
+            s.bad(key, f"values up to {int(a.max())} are beyond the int64 range")
+            return None
         return a.astype(np.int64)
     if a.dtype.kind == "f":
         if not np.isfinite(a).all():
@@ -146,6 +210,9 @@ def _as_int(s: _Scan, key: str, a: np.ndarray) -> np.ndarray | None:
             return None
         if not np.all(a == np.round(a)):
             s.bad(key, f"float values that are not integral (e.g. {float(a[a != np.round(a)].flat[0])}); expected integers")
+            return None
+        if a.size and max(-float(a.min()), float(a.max())) >= 2.0**63:
+            s.bad(key, f"values up to {max(-float(a.min()), float(a.max())):.3g} in magnitude are beyond the int64 range")
             return None
         return a.astype(np.int64)
     s.bad(key, f"expected integers, got dtype {a.dtype}")
@@ -165,8 +232,12 @@ def _check(s: _Scan) -> None:
     """Semantic checks over whatever could be read."""
     keys = list(s.shapes)
     xs = [k for k in keys if k.startswith("X_")]
-    if not any(k.startswith("X_") for k in s.members):
-        s.problems.append("file: no modality arrays (expected at least one key X_<name>)")
+    n_mods = sum(k.startswith("X_") for k in s.members)
+    if not n_mods:
+        s.problems.append("file: no modality arrays (expected at least two keys X_<name>)")
+    elif n_mods == 1:
+        s.problems.append(f"file: only one modality ({[k for k in s.members if k.startswith('X_')][0]}); methods train "
+                          "and are scored under missing modalities, which needs at least two keys X_<name>")
     if "y" not in s.members:
         s.problems.append("file: missing required key 'y' (labels, shape (N,))")
     # N: from y when it is 1-d, else from the first modality
@@ -185,8 +256,9 @@ def _check(s: _Scan) -> None:
     tokens: list[str] = []  # modality names stored as (N, T) integer token ids
     for k in xs:
         name, (shape, dtype) = k[2:], s.shapes[k]
-        if not NAME_RE.match(name):
-            s.bad(k, "modality name must be non-empty letters, digits, '_', '.' or '-'")
+        bad_name = modality_name_problem(name)
+        if bad_name:
+            s.bad(k, bad_name)
         if len(shape) not in (2, 3):
             s.bad(k, f"has {len(shape)} dimensions {shape}; expected features (N, T, D) or (N, D), or token ids (N, T) integer")
         elif 0 in shape:
@@ -207,7 +279,7 @@ def _check(s: _Scan) -> None:
             if n_nan or n_inf:
                 what = " and ".join(f"{c} {w}" for c, w in ((n_nan, "NaN"), (n_inf, "inf")) if c)
                 s.bad(k, f"contains {what} values")
-            elif a.size and float(np.abs(a).max()) > _F32_MAX:
+            elif a.size and max(-float(a.min()), float(a.max())) > _F32_MAX:
                 s.bad(k, "values exceed the float32 range")
 
     for k in (k for k in keys if k.startswith("len_")):
@@ -237,8 +309,9 @@ def _check(s: _Scan) -> None:
             s.bad("classes", f"must be a non-empty 1-d array of names, got shape {c.shape}")
         else:
             classes = _as_str(s, "classes", c)
-            if classes is not None and len(set(classes.tolist())) != len(classes):
-                s.bad("classes", "class names are not unique")
+            dup = duplicate_problem(classes, "class names") if classes is not None else None
+            if dup:
+                s.bad("classes", dup)
 
     y = s.arrays.get("y")
     if y is not None:
@@ -255,9 +328,10 @@ def _check(s: _Scan) -> None:
                 elif classes is not None and yi.max() >= len(classes):
                     s.bad("y", f"label {yi.max()} is out of range for {len(classes)} classes")
                 elif classes is None:
-                    gaps = sorted(set(range(int(yi.max()) + 1)) - set(np.unique(yi).tolist()))
+                    gaps = _first_gaps(np.unique(yi))
                     if gaps:
-                        s.bad("y", f"labels skip {gaps[:5]} (no 'classes' key): re-index labels to 0..C-1 or store 'classes'")
+                        s.bad("y", f"labels skip {gaps} (no 'classes' key; largest label {yi.max()}): re-index labels "
+                                   "to 0..C-1 or store 'classes'")
 
     if "y_reg" in s.arrays:
         r = s.arrays["y_reg"]
@@ -275,7 +349,7 @@ def _check(s: _Scan) -> None:
         else:
             sp = _as_str(s, "split", sp)
             if sp is not None:
-                bad = sorted(x for x in set(sp.tolist()) if not is_split_name(x))
+                bad = [x for x in np.unique(sp).tolist() if not is_split_name(x)]
                 if bad:
                     hint = " ('dev'/'val' is spelled 'valid')" if {"dev", "val", "validation"} & set(bad) else ""
                     s.bad("split", f"values must be in {SPLIT_RULE}, got {bad[:5]}{hint}")
@@ -283,21 +357,39 @@ def _check(s: _Scan) -> None:
                     empty = missing_required_splits(sp)
                     if empty:
                         s.bad("split", f"no samples in split(s) {empty}")
+    elif "split" not in s.members and y is not None and y.ndim == 1 and 0 < len(y) < 3:
+        s.bad("split", f"no 'split' key and only N={len(y)} samples: the default stratified split needs at least 3 "
+                       "(one each for train, valid and test); store a 'split' key")
 
     if "ids" in s.arrays:
         ids = s.arrays["ids"]
         if ids.ndim != 1:
             s.bad("ids", f"must be 1-d (N,), got shape {ids.shape}")
-        elif ids.dtype.kind in "US":
-            ids = _as_str(s, "ids", ids)
-            if ids is not None and len(set(ids.tolist())) != len(ids):
-                s.bad("ids", "sample ids are not unique")
-        elif ids.dtype.kind not in "iu":
-            s.bad("ids", f"expected strings, got dtype {ids.dtype}")
+        elif ids.dtype.kind in "USiu":
+            ids = _as_str(s, "ids", ids) if ids.dtype.kind in "US" else ids
+            dup = duplicate_problem(ids) if ids is not None else None
+            if dup:
+                s.bad("ids", dup)
+        else:
+            s.bad("ids", f"expected strings or integers, got dtype {ids.dtype}")
 
 
-def _scan(path: str | os.PathLike) -> _Scan:
-    s = _Scan(str(path))
+def _first_gaps(labels: np.ndarray, k: int = 5) -> list[int]:
+    """The first ``k`` integers in [0, max] missing from the sorted unique ``labels`` (no range(max))."""
+    gaps: list[int] = []
+    expect = 0
+    for v in labels.tolist():
+        while expect < v and len(gaps) < k:
+            gaps.append(expect)
+            expect += 1
+        if len(gaps) >= k:
+            break
+        expect = v + 1
+    return gaps
+
+
+def _scan(path: str | os.PathLike, limit: int | str | None = None) -> _Scan:
+    s = _Scan(str(path), budget_bytes(limit))
     p = Path(path)
     if not p.exists():
         s.problems.append("file: not found")
@@ -346,18 +438,21 @@ def _summary(s: _Scan) -> str:
     return "; ".join(parts)
 
 
-def validate_npz(path: str | os.PathLike) -> tuple[list[str], str]:
+def validate_npz(path: str | os.PathLike, max_bytes: int | str | None = None) -> tuple[list[str], str]:
     """Check a bring-your-own ``.npz`` file; return (every problem found, a one-line summary).
 
-    Never raises on a bad file: an empty problem list means `load_npz` will accept it.
+    Never raises on a bad file (an invalid ``max_bytes`` / ``MMLAB_MAX_BYTES`` raises
+    `DataError`): an empty problem list means `load_npz` will accept it, and a non-empty one
+    means `load_npz` raises a `DataError` listing the same problems.
     """
-    s = _scan(path)
+    s = _scan(path, max_bytes)
     return list(s.problems), _summary(s)
 
 
-def load_npz(path: str | os.PathLike, split_seed: int = 0) -> MMDataset:
-    """Load a bring-your-own ``.npz`` file (layout in the module docstring) as an `MMDataset`."""
-    s = _scan(path)
+def load_npz(path: str | os.PathLike, split_seed: int = 0, max_bytes: int | str | None = None) -> MMDataset:
+    """Load a bring-your-own ``.npz`` file (layout in the module docstring) as an `MMDataset`;
+    ``max_bytes``: the memory budget (default ``MMLAB_MAX_BYTES``, else 4 GiB)."""
+    s = _scan(path, max_bytes)
     if s.problems:
         raise DataError(f"{s.path}: {len(s.problems)} problem(s) in bring-your-own .npz:\n  - " + "\n  - ".join(s.problems))
     a = s.arrays
@@ -404,8 +499,9 @@ def write_npz(dataset: MMDataset, path: str | os.PathLike, compress: bool = True
     out = Path(path)
     arrays: dict[str, np.ndarray] = {}
     for m in dataset.modalities:
-        if not NAME_RE.match(m):
-            raise DataError(f"write_npz: modality name {m!r} cannot be a key (letters, digits, '_', '.', '-')")
+        bad_name = modality_name_problem(m)
+        if bad_name:
+            raise DataError(f"write_npz: {bad_name}")
         x = dataset.feats[m]  # token ids (N, T) int64 stay integers: that is what marks them
         arrays[f"X_{m}"] = np.ascontiguousarray(x, dtype=np.int64 if x.ndim == 2 else np.float32)
         arrays[f"len_{m}"] = np.asarray(dataset.lengths[m], dtype=np.int64)

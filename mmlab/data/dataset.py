@@ -12,10 +12,9 @@ Splits: ``train``, ``valid``, ``test`` and any number of extra *test* splits nam
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
-
-import re
 
 import numpy as np
 import torch
@@ -27,6 +26,35 @@ from mmlab.errors import DataError
 SPLITS = ("train", "valid", "test")  # the core splits; extra test splits match EXTRA_SPLIT_RE
 EXTRA_SPLIT_RE = re.compile(r"^test_[A-Za-z0-9_]{1,40}$")  # e.g. test_ood, test_noisy_2
 SPLIT_RULE = "train, valid, test or test_<name> (letters, digits, '_'; e.g. test_ood)"
+MAX_UNNAMED_CLASSES = 10_000  # from_arrays without classes= names 0..max(y); a larger max needs names
+# Methods key modules by modality name (torch.nn.ModuleDict): no '.', no attribute of a module.
+MODALITY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+MODALITY_RULE = "a letter, then up to 31 letters, digits or '_' (regex ^[A-Za-z][A-Za-z0-9_]{0,31}$)"
+_RESERVED = frozenset(n for n in (*dir(torch.nn.ModuleDict), "training") if MODALITY_RE.match(n))
+
+
+def modality_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a modality name (None when it can): every method uses it as a
+    torch module name, so it must match `MODALITY_RE` and not be an attribute of a module
+    (``training``, ``forward``, ``to``, ...)."""
+    if not isinstance(name, str) or not MODALITY_RE.match(name):
+        return f"modality name {name!r} must be {MODALITY_RULE}; methods use it as a module name"
+    if name in _RESERVED:
+        return f"modality name {name!r} is reserved (an attribute of torch.nn.Module); rename it, e.g. {name + '_'!r}"
+    return None
+
+
+def duplicate_problem(ids: np.ndarray, what: str = "sample ids") -> str | None:
+    """``"<what> are not unique: 'u' appears 3 times (4 duplicated values)"`` or None (the most
+    repeated value is named)."""
+    a = np.asarray(ids)
+    values, counts = np.unique(a.astype(str) if a.dtype.hasobject else a, return_counts=True)
+    dup = np.flatnonzero(counts > 1)
+    if not len(dup):
+        return None
+    i = dup[np.argmax(counts[dup])]
+    more = f" ({len(dup)} duplicated values)" if len(dup) > 1 else ""
+    return f"{what} are not unique: {values[i].item()!r} appears {int(counts[i])} times{more}"
 
 
 def is_split_name(name: str) -> bool:
@@ -61,8 +89,11 @@ def stratified_split(
     """Seeded stratified train/valid/test assignment; returns an (N,) array of split names.
 
     Within each class the samples are shuffled with ``np.random.default_rng(seed)`` and cut
-    at the cumulative fractions, so every class appears in every split in proportion.
+    at the cumulative fractions, so every class appears in every split in proportion. In a tiny
+    set, a split with a positive fraction that came out empty takes one sample from the largest
+    split (so any N >= 3 gets non-empty train, valid and test at the default fractions).
     """
+    y = np.asarray(y)
     if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
         raise DataError(f"split fractions: expected three non-negative numbers summing to 1, got {fractions}")
     rng = np.random.default_rng(seed)
@@ -75,6 +106,19 @@ def stratified_split(
         out[idx[:n_train]] = "train"
         out[idx[n_train : n_train + n_valid]] = "valid"
         out[idx[n_train + n_valid :]] = "test"
+    # tiny sets: a split with a positive fraction that came out empty takes one sample from the
+    # largest split that can spare one (its largest class first); nothing moves otherwise
+    for name, frac in zip(SPLITS, fractions):
+        if frac <= 0 or (out == name).any():
+            continue
+        sizes = {s: int((out == s).sum()) for s in SPLITS}
+        donor = max((s for s in SPLITS if sizes[s] > 1), key=lambda s: sizes[s], default=None)
+        if donor is None:
+            break
+        rows = np.flatnonzero(out == donor)
+        classes, counts = np.unique(y[rows], return_counts=True)
+        pick = rows[y[rows] == classes[np.argmax(counts)]]
+        out[pick[rng.integers(len(pick))]] = name
     return out
 
 
@@ -127,6 +171,13 @@ class MMDataset:
         for key, arr in (("split", self.split), ("ids", self.ids)):
             if arr.shape != (n,):
                 raise DataError(f"{where}: {key} must have shape ({n},), got {arr.shape}")
+        dup = duplicate_problem(self.ids)
+        if dup:
+            raise DataError(f"{where}: {dup}")
+        for m in self.modalities:
+            bad_name = modality_name_problem(m)
+            if bad_name:
+                raise DataError(f"{where}: {bad_name}")
         bad = sorted(x for x in np.unique(self.split).tolist() if not is_split_name(x))
         if bad:
             raise DataError(f"{where}: split values must be in {SPLIT_RULE}, got {bad[:5]}")
@@ -333,7 +384,10 @@ def from_arrays(
             np.full(n, x.shape[1], np.int64) if lengths is None or m not in lengths else np.asarray(lengths[m]).astype(np.int64)
         )
     if classes is None:
-        classes = [str(c) for c in range(int(y.max()) + 1)] if n else []
+        top = int(y.max()) + 1 if n and y.dtype.kind in "fiub" and np.isfinite(y).all() else 0
+        if top > max(n, MAX_UNNAMED_CLASSES):
+            raise DataError(f"{name}: label {top - 1} needs {top} classes; pass classes= or re-index labels to 0..C-1")
+        classes = [str(c) for c in range(top)]
     if split is None:
         split = stratified_split(y, seed=split_seed)
     if ids is None:

@@ -14,10 +14,17 @@ applied to a storage that torch serialises as bytes and would decode with
 
 Files written by ``joblib.dump`` (CIDer's OOD pickles) or holding pandas objects are refused:
 convert them once, in a trusted environment, to plain dicts of numpy arrays.
+
+Memory is bounded by the file's budget (`mmlab.data.budget`; ``max_bytes`` / ``MMLAB_MAX_BYTES``,
+default 4 GiB): every array, copy and container an allowed call builds while unpickling is
+charged before it is built, and the result is then measured with every shared reference counted
+at each use (`expanded_nbytes`), as converting it to arrays would; a few hundred bytes that nest
+one list in itself a billion times are refused in a few steps, before any conversion.
 """
 
 from __future__ import annotations
 
+import contextvars
 import io
 import os
 import pickle
@@ -26,9 +33,8 @@ from typing import IO, Any, Callable
 
 import numpy as np
 
+from mmlab.data.budget import MAX_DEPTH, Budget, expanded_nbytes, nbytes_of
 from mmlab.errors import DataError, UnsafePickleError
-
-MAX_ELEMENTS = 10**9  # one array may not claim more elements than this
 
 try:  # numpy >= 2 moved the internals to numpy._core; numpy.core only warns
     from numpy._core import multiarray as _ma
@@ -47,62 +53,104 @@ class _NDArrayClass:
 
 
 _NDARRAY = _NDArrayClass()
+_METER: contextvars.ContextVar[Budget] = contextvars.ContextVar("mmlab_unpickle_meter")
 
 
-def _n_elements(shape: Any) -> int:
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    n = 1
-    for s in shape:
-        if int(s) < 0:
-            raise DataError(f"negative array dimension {s} in {shape}")
-        n *= int(s)
-    return n
+def _charge(nbytes: int, what: str) -> None:
+    """Charge what an allowed call is about to build to the running unpickler's budget."""
+    meter = _METER.get(None)
+    if meter is not None:
+        meter.charge(nbytes, f"unpickling {what}")
+
+
+class _PickledArray(np.ndarray):
+    """The arrays a pickle builds: ``__setstate__`` (the pickle's BUILD, which copies the data)
+    is charged first; `_plain` turns them into plain ndarrays (views) after loading."""
+
+    def __setstate__(self, state: Any) -> None:
+        try:
+            shape, dtype = (state[1], state[2]) if len(state) == 5 else (state[0], state[1])
+            nbytes = nbytes_of(shape, dtype) + (8 * nbytes_of(shape, "u1") if np.dtype(dtype).hasobject else 0)
+        except DataError:
+            raise
+        except Exception as err:
+            raise DataError(f"malformed array state in the pickle ({type(err).__name__}: {err})") from None
+        _charge(nbytes, f"an array {tuple(shape) if not isinstance(shape, int) else (shape,)} {np.dtype(dtype)}")
+        np.ndarray.__setstate__(self, state)
 
 
 def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     if subtype is not _NDARRAY and subtype is not np.ndarray:
         raise UnsafePickleError(f"_reconstruct of {subtype!r}: only numpy.ndarray is allowed")
-    if _n_elements(shape) > MAX_ELEMENTS:
-        raise DataError(f"array of shape {shape} is too large to reconstruct")
-    return _ma._reconstruct(np.ndarray, shape, dtype)
+    _charge(nbytes_of(shape, dtype), f"an array of shape {shape}")
+    return _ma._reconstruct(_PickledArray, shape, dtype)
 
 
 def _frombuffer(buf: Any, dtype: Any, shape: Any, order: str) -> np.ndarray:
-    return _numeric._frombuffer(buf, dtype, shape, order)
+    return _numeric._frombuffer(buf, dtype, shape, order)  # a view of bytes in the file
+
+
+def _scalar(dtype: Any, *args: Any) -> Any:
+    _charge(np.dtype(dtype).itemsize, f"a numpy scalar {np.dtype(dtype)}")
+    return _ma.scalar(dtype, *args)
 
 
 def _codecs_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
     # protocol-2 pickles store bytes as _codecs.encode(str, "latin1")
     if not isinstance(obj, str) or str(encoding).lower().replace("-", "").replace("_", "") not in ("latin1", "utf8"):
         raise UnsafePickleError(f"_codecs.encode with encoding {encoding!r} is not allowed")
+    _charge(4 * len(obj), "bytes")
     return obj.encode(encoding, errors)
 
 
-def _no_int(kind: type) -> Callable[..., Any]:
-    # bytes(10**12) / bytearray(10**12) would allocate; pickles only pass data here
+def _copying(kind: type, per_item: int) -> Callable[..., Any]:
+    """``kind(x)`` copies ``x``: charge ``per_item`` bytes per item first. ``bytes(10**12)`` /
+    ``bytearray(10**12)`` (a size, not data) are refused outright."""
+
     def make(*args: Any) -> Any:
-        if args and isinstance(args[0], int):
+        if args and isinstance(args[0], int) and kind in (bytes, bytearray):
             raise UnsafePickleError(f"{kind.__name__}(int) is not allowed in a pickle")
+        if args:
+            try:
+                n = len(args[0])
+            except TypeError:
+                raise UnsafePickleError(f"{kind.__name__}() of a {type(args[0]).__name__} is not allowed in a pickle") from None
+            _charge(per_item * n, f"a {kind.__name__} of {n} items")
+        return kind(*args)
+
+    return make
+
+
+def _scalar_only(kind: type) -> Callable[..., Any]:
+    """``str(x)``, ``int(x)``, ``float(x)``, ``complex(x)`` of numbers and strings only (``str``
+    of a shared nested list would write out all of it)."""
+
+    def make(*args: Any) -> Any:
+        if any(not isinstance(a, (str, bytes, int, float, complex)) for a in args):
+            raise UnsafePickleError(f"{kind.__name__}() of {[type(a).__name__ for a in args]} is not allowed in a pickle")
+        if args and isinstance(args[0], (str, bytes)):
+            _charge(4 * len(args[0]), f"a {kind.__name__}")
         return kind(*args)
 
     return make
 
 
 _BUILTINS = {
-    "list": list, "dict": dict, "set": set, "frozenset": frozenset, "tuple": tuple, "str": str,
-    "int": int, "float": float, "complex": complex, "bool": bool, "slice": slice,
-    "bytes": _no_int(bytes), "bytearray": _no_int(bytearray),
+    "list": _copying(list, 8), "dict": _copying(dict, 64), "set": _copying(set, 32),
+    "frozenset": _copying(frozenset, 32), "tuple": _copying(tuple, 8), "bytes": _copying(bytes, 1),
+    "bytearray": _copying(bytearray, 1), "str": _scalar_only(str), "int": _scalar_only(int),
+    "float": _scalar_only(float), "complex": _scalar_only(complex), "bool": bool, "slice": slice,
 }
 
 _ALLOWED: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): __import__("collections").OrderedDict,
+    ("collections", "OrderedDict"): _copying(__import__("collections").OrderedDict, 64),
     ("_codecs", "encode"): _codecs_encode,
     ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): np.dtype,
 }
 for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
     _ALLOWED[(_mod, "_reconstruct")] = _reconstruct
-    _ALLOWED[(_mod, "scalar")] = _ma.scalar
+    _ALLOWED[(_mod, "scalar")] = _scalar
 for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
     _ALLOWED[(_mod, "_frombuffer")] = _frombuffer
 for _mod in ("builtins", "__builtin__"):
@@ -123,6 +171,7 @@ def _torch_globals(where: str) -> dict[tuple[str, str], Any]:
     def load_storage(b: bytes) -> Any:
         if not isinstance(b, (bytes, bytearray)):
             raise UnsafePickleError(f"{where}: torch storage payload must be bytes")
+        _charge(len(b), "a torch storage")
         try:
             return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
         except Exception as err:  # torch's own restricted unpickler refused or failed
@@ -171,9 +220,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise UnsafePickleError(f"{self.where}: persistent ids ({repr(pid)[:40]}) are not allowed (is this a torch.save file?)")
 
 
-def safe_load(path_or_file: str | os.PathLike | IO[bytes], *, allow_torch: bool = True) -> Any:
+def safe_load(path_or_file: str | os.PathLike | IO[bytes], *, allow_torch: bool = True,
+              budget: Budget | None = None, max_bytes: int | str | None = None) -> Any:
     """Unpickle with an allow-list; raise `UnsafePickleError` on any other global.
 
+    What the pickle builds, and what it holds once shared references are expanded, is charged
+    to ``budget`` (default: a fresh per-file `Budget` of ``max_bytes``, else ``MMLAB_MAX_BYTES``,
+    else 4 GiB); a loader passes its file's budget and charges what it builds next to it too.
     Every other failure (missing, truncated or corrupt file) becomes a `DataError` naming the
     file; no exception type other than `DataError` leaves this function.
     """
@@ -182,6 +235,10 @@ def safe_load(path_or_file: str | os.PathLike | IO[bytes], *, allow_torch: bool 
         path = Path(path_or_file)
         if not path.is_file():
             raise DataError(f"{where}: pickle file not found")
+        budget = budget or Budget(where, max_bytes)
+        size = path.stat().st_size
+        if size > budget.left:  # everything a pickle holds is read into memory
+            raise DataError(budget.message(size, "the pickle itself"))
         try:
             with open(path, "rb") as fh:
                 if fh.read(4) == b"PK\x03\x04":
@@ -190,16 +247,23 @@ def safe_load(path_or_file: str | os.PathLike | IO[bytes], *, allow_torch: bool 
                         "Load it where you trust it and re-save a dict of numpy arrays with pickle"
                     )
                 fh.seek(0)
-                return _load(fh, where, allow_torch)
+                return _load(fh, where, allow_torch, budget)
         except OSError as err:
             raise DataError(f"{where}: cannot read pickle ({err})") from None
     where = str(getattr(path_or_file, "name", "<pickle stream>"))
-    return _load(path_or_file, where, allow_torch)
+    return _load(path_or_file, where, allow_torch, budget or Budget(where, max_bytes))
 
 
-def _load(fh: IO[bytes], where: str, allow_torch: bool) -> Any:
+def _load(fh: IO[bytes], where: str, allow_torch: bool, budget: Budget) -> Any:
+    meter = Budget(where, budget.left)  # what unpickling itself may build
+    token = _METER.set(meter)
     try:
-        return _RestrictedUnpickler(fh, where, allow_torch).load()
+        obj = _RestrictedUnpickler(fh, where, allow_torch).load()
+        _METER.reset(token)
+        token = None
+        obj = _plain(obj, where)
+        budget.charge(expanded_nbytes(obj, budget), "contents (shared references expanded)")
+        return obj
     except DataError as err:  # UnsafePickleError included
         msg = str(err)
         raise type(err)(msg if msg.startswith(where) else f"{where}: {msg}") from None
@@ -209,31 +273,75 @@ def _load(fh: IO[bytes], where: str, allow_torch: bool) -> Any:
         raise DataError(f"{where}: pickle is nested too deeply") from None
     except Exception as err:  # truncated / corrupt streams raise many types
         raise DataError(f"{where}: not a readable pickle ({type(err).__name__}: {err})") from None
+    finally:
+        if token is not None:
+            _METER.reset(token)
 
 
-def safe_load_npy(path: str | os.PathLike, max_elements: int = MAX_ELEMENTS) -> np.ndarray:
+def _plain(obj: Any, where: str) -> Any:
+    """``obj`` with every `_PickledArray` replaced by a plain ndarray view (no copy); containers
+    are updated in place (tuples rebuilt), shared ones once."""
+    done: dict[int, Any] = {}
+
+    def conv(x: Any, depth: int) -> Any:
+        if not isinstance(x, (np.ndarray, list, tuple, dict)):
+            return x
+        key = id(x)
+        if key in done:
+            return done[key]
+        if depth > MAX_DEPTH:
+            raise DataError(f"{where}: containers nested more than {MAX_DEPTH} levels deep; refused")
+        if isinstance(x, np.ndarray):
+            out = x.view(np.ndarray) if isinstance(x, _PickledArray) else x
+            done[key] = out
+            if out.dtype.hasobject:
+                for i, item in enumerate(out.flat):
+                    new = conv(item, depth + 1)
+                    if new is not item:
+                        out.flat[i] = new
+            return out
+        if isinstance(x, tuple):
+            done[key] = x  # a tuple that holds itself keeps its old items (refused as cyclic later)
+            items = [conv(item, depth + 1) for item in x]
+            out = x if all(a is b for a, b in zip(items, x)) else tuple(items)
+            done[key] = out
+            return out
+        done[key] = x
+        pairs = x.items() if isinstance(x, dict) else enumerate(x)
+        for k, item in list(pairs):
+            new = conv(item, depth + 1)
+            if new is not item:
+                x[k] = new
+        return x
+
+    return conv(obj, 0)
+
+
+def safe_load_npy(path: str | os.PathLike, max_bytes: int | str | None = None, budget: Budget | None = None) -> np.ndarray:
     """Read a ``.npy`` file; object arrays (pickled payload) go through the restricted unpickler.
 
-    Shapes are checked from the header before any data is read.
+    Shapes and dtypes are checked from the header against the file's budget before any data is
+    read; structured (void) dtypes are refused.
     """
     where = str(path)
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{where}: file not found")
+    budget = budget or Budget(where, max_bytes)
     try:
         with open(p, "rb") as fh:
             shape, fortran, dtype = read_npy_header(fh, where)
-            n = _n_elements(shape)
-            if n > max_elements:
-                raise DataError(f"{where}: array shape {shape} has {n} elements (limit {max_elements})")
+            if dtype.kind == "V" or dtype.fields is not None or dtype.subdtype is not None:
+                raise DataError(f"{where}: structured or void dtype {dtype} is not allowed; store plain numbers or strings")
+            budget.charge(nbytes_of(shape, dtype), f"array {shape} {dtype}")
             if dtype.hasobject:
-                arr = _load(fh, where, allow_torch=False)
+                arr = _load(fh, where, False, budget)
                 if not isinstance(arr, np.ndarray):
                     raise DataError(f"{where}: object .npy did not hold an array")
                 return arr
             data_start = fh.tell()
-            need = n * dtype.itemsize
-            if p.stat().st_size - data_start < need:
+            n = nbytes_of(shape, "u1")
+            if p.stat().st_size - data_start < n * dtype.itemsize:
                 raise DataError(f"{where}: truncated .npy (header says {shape} {dtype}, file too short)")
             arr = np.fromfile(fh, dtype=dtype, count=n)
             return arr.reshape(shape, order="F" if fortran else "C")
