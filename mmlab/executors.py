@@ -471,4 +471,18 @@ def gather(root: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
             path = rows_path(root / e["job"], part)
             if path.is_file():
                 rows += read_rows(path)
-    return rows, missing_jobs(root)
+    return _once(rows), missing_jobs(root)
+
+
+def _once(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Reference rows that every completing method's job writes alike (``exact_conditional``
+    of the generation protocol) are kept once per (dataset, protocol, condition, split, seed)."""
+    seen, out = set(), []
+    for r in rows:
+        if r.get("method") == "exact_conditional":
+            key = tuple(r.get(c) for c in ("dataset", "protocol", "condition", "split", "seed"))
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(r)
+    return out

@@ -46,7 +46,7 @@ from mmlab.data import MMDataset, load_dataset
 from mmlab.errors import ConfigError, DataError
 from mmlab.executors import SlurmOptions
 from mmlab.tables import csv_text
-from mmlab.utils import atomic_write_text
+from mmlab.utils import FolderLock, atomic_write_text
 
 PROTOCOLS = ("patterns", "full", "rates", "eta", "generation")
 ORACLE = "bayes_oracle"
@@ -131,7 +131,7 @@ def conditions_for(protocol: str, data: MMDataset) -> list:
 
 DEFAULT_SEEDS: tuple[int, ...] = (1111, 1112, 1113, 1114, 1115)
 COMPARISON_METHODS: tuple[str, ...] = (
-    "admc", "admc_wo_adn", "admc_wo_itfn", "admc_use_itfn", "admc_joint",
+    "admc", "admc_cond", "admc_wo_adn", "admc_wo_itfn", "admc_use_itfn", "admc_joint",
     "zero_fill", "mean_fill", "full_zero", "ae", "cra", "mmin",
 )
 # The full comparison (issue #5): the three-modality pattern and rate sweeps on `synthetic`;
@@ -345,23 +345,12 @@ def _write_results(rows: list[dict], folder: Path) -> list[Path]:
     return paths
 
 
-def _compare(entries, methods, seeds, out: Path, *args: Any, **kwargs: Any) -> dict[str, list[Path]]:
-    """`_compare_in` with ``out`` locked: one compare, sweep or suite writes a folder at a time
-    (a second one fails at once, naming the first)."""
-    from mmlab.utils import FolderLock
-
-    with FolderLock(out, "compare folder"):
-        return _compare_in(entries, methods, seeds, out, *args, **kwargs)
-
-
-def _compare_in(entries, methods, seeds, out: Path, overrides, device, preset, workers, progress,
-                checkpoint_seconds: float = 30.0, test_splits: Sequence[str] = ("test",), executor: str = "inline",
-                resume: bool = False, slurm: SlurmOptions | None = None,
-                grid: Sequence[Sequence[str]] = ((),)) -> dict[str, list[Path]]:
+def _compare(entries, methods, seeds, out: Path, overrides, device, preset, workers, progress,
+             checkpoint_seconds: float = 30.0, test_splits: Sequence[str] = ("test",), executor: str = "inline",
+             resume: bool = False, slurm: SlurmOptions | None = None,
+             grid: Sequence[Sequence[str]] = ((),)) -> dict[str, list[Path]]:
     """`compare` / `compare_suite` / `sweep`: ``entries`` are (name or dataset, dataset, protocols,
     folder); ``grid`` lists the override sets of a sweep (each set with each method is a job)."""
-    from mmlab.methods.oracle import has_oracle, oracle_of
-
     ex.check_executor(executor, workers)
     _check_methods(methods)
     if not seeds:
@@ -378,6 +367,16 @@ def _compare_in(entries, methods, seeds, out: Path, overrides, device, preset, w
                                 "(results are never overwritten)")
     datasets = [data for _, data, _, _ in entries]
     test_splits = _check_test_splits(test_splits, datasets)
+    # one compare, sweep or suite writes a folder at a time: a second one fails at once, naming the first
+    with FolderLock(out, "compare folder"):
+        return _run_compare(entries, datasets, plans, methods, seeds, out, timing, overrides, device, preset, workers,
+                            progress, checkpoint_seconds, test_splits, executor, resume, slurm, grid)
+
+
+def _run_compare(entries, datasets, plans, methods, seeds, out, timing, overrides, device, preset, workers, progress,
+                 checkpoint_seconds, test_splits, executor, resume, slurm, grid) -> dict[str, list[Path]]:
+    from mmlab.methods.oracle import has_oracle, oracle_of
+
     jobs = _plan_jobs(entries, plans, methods, seeds, overrides, device, preset, workers, checkpoint_seconds,
                       test_splits, executor, grid)
     started = time.time()

@@ -64,7 +64,7 @@ def trained(tiny, tmp_path_factory):
         return out
 
     # half of the test rows become an extra test split: training must read neither
-    split = tiny.split.copy()
+    split = tiny.split.astype("<U16")
     test_rows = np.flatnonzero(split == "test")
     split[test_rows[::2]] = "test_ood"
     spied = MMDataset(tiny.name, tiny.modalities, tiny.feats, tiny.lengths, tiny.y, split, tiny.ids, tiny.classes)

@@ -200,6 +200,23 @@ class LinearGaussianModel:
         cov = comp_cov + np.einsum("nc,ncd,nce->nde", w, dev, dev)
         return {"weights": w, "means": comp_means, "cov": comp_cov, "mean": mean, "covariance": cov}
 
+    def sample_conditional_frames(self, feats: dict[str, np.ndarray], obs: dict[str, np.ndarray], target: str,
+                                  lengths: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Frames of ``target`` drawn from their exact law given the observed frames: a class
+        from the posterior, the signal s = W_target h from that component, then
+        x_t = s + sigma_target·ε_t for t < ``lengths`` (zero padding after). (N, max(lengths), D)."""
+        law = self.conditional(feats, obs, target)
+        n, _, d = law["means"].shape
+        cum = np.cumsum(law["weights"], 1)
+        comp = np.minimum((rng.random((n, 1)) > cum).sum(1), cum.shape[1] - 1)
+        chol = np.linalg.cholesky(law["cov"] + 1e-9 * np.eye(d))
+        signal = law["means"][np.arange(n), comp] + (chol @ rng.standard_normal((n, d, 1)))[..., 0]
+        t = int(np.max(lengths))
+        j = self.cfg.modalities.index(target)
+        x = signal[:, None, :] + self.sigma[j] * rng.standard_normal((n, t, d))
+        x[np.arange(t)[None, :] >= np.asarray(lengths)[:, None]] = 0.0
+        return x.astype(np.float32)
+
 
 def make_synthetic(cfg: SyntheticConfig | None = None, preset: str | None = None, **overrides) -> MMDataset:
     """Generate the `synthetic` dataset; ``info["oracle"]`` holds its `LinearGaussianModel`."""
