@@ -302,9 +302,9 @@ def test_admc_cond_trains_a_conditional_v_adn_and_chooses_k_on_valid(data, tmp_p
     import json
 
     method = _fit("admc_cond", data, tmp_path, {"diffusion.n_steps": 50, "diffusion.start_step": 50,
-                                               "diffusion.ddim_steps": 5, "k_grid": [1, 2], "table4_steps": [50]})
+                                               "sample_steps": 5, "k_grid": [1, 2], "table4_steps": [50]})
     cfg = method.cfg
-    assert (cfg.adn.training, cfg.diffusion.prediction, cfg.diffusion.sampler) == ("conditional", "v", "ddim")
+    assert (cfg.adn.training, cfg.diffusion.prediction, cfg.diffusion.sampler) == ("conditional", "v", "ddpm")
     calib = json.loads((tmp_path / "calibration.json").read_text())
     assert calib["test_options"]["n_completions"] in (1, 2) and len(calib["scores"]) == 2
     assert method.k == calib["test_options"]["n_completions"]

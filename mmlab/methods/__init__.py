@@ -24,10 +24,9 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "admc_wo_adn": (_ADMC, {"completion": "zero", "mmer": False}),
     "admc_joint": (_ADMC, {"itfn.training": "end_to_end", "completion": "zero", "mmer": False, "mf.scenarios": "full"}),
     "admc_use_itfn": (_ADMC, {"completion": "zero", "mmer": False, "mf.scenarios": "full"}),
-    # ours: a conditional v-prediction ADN sampled from n = N (DDIM-10), K chosen on valid
+    # ours: a conditional v-prediction ADN sampled from n = N (respaced DDPM-50), K chosen on valid
     "admc_cond": (_ADMC, {"adn.training": "conditional", "diffusion.prediction": "v", "diffusion.start_step": 1000,
-                          "diffusion.sampler": "ddim", "diffusion.ddim_steps": 10, "k_grid": [1, 4, 16],
-                          "table4_steps": [1000]}),
+                          "diffusion.sampler": "ddpm", "sample_steps": 50, "k_grid": [1, 4], "table4_steps": [1000]}),
     # baselines (mmlab/methods/baselines/)
     "zero_fill": (_FILL, {"fill": "zero"}),
     "mean_fill": (_FILL, {"fill": "mean"}),
