@@ -56,6 +56,31 @@ def _data(data: str | MMDataset) -> MMDataset:
     return data if isinstance(data, MMDataset) else load_dataset(data)
 
 
+def _check_overrides(methods: Sequence[str], overrides: Iterable[str], preset: str | None,
+                     grid: Sequence[Sequence[str]] = ((),)) -> None:
+    """Apply every method's overrides to its config before any job runs, so a typo or a
+    malformed value fails at once (not inside the first job)."""
+    from mmlab.config import apply_overrides
+    from mmlab.methods import METHODS, method_class
+
+    for point in grid:
+        routed = _split_overrides([*overrides, *point], methods)
+        for name in methods:
+            cls = method_class(name)
+            cfg = cls.Config()
+            presets = getattr(cls, "PRESETS", {})
+            if preset is not None:
+                if preset not in presets:
+                    raise ConfigError(f"--preset: method {name!r} has no preset {preset!r}; expected one of "
+                                      f"{sorted(presets)}")
+                cfg = apply_overrides(cfg, presets[preset])
+            cfg = apply_overrides(apply_overrides(cfg, METHODS[name][1]), routed[name])
+            seeded = [o for o in routed[name] if o.lstrip("-").split("=", 1)[0].split(".")[-1] == "seed"]
+            if seeded:
+                raise ConfigError(f"override {seeded[0]!r}: the run seed is --seeds and reaches every stage and "
+                                  "generator; drop the override")
+
+
 def _split_overrides(overrides: Iterable[str], methods: Sequence[str]) -> dict[str, list[str]]:
     """Route ``--admc.x=1`` to method ``admc`` only; other overrides go to every method."""
     routed: dict[str, list[str]] = {m: [] for m in methods}
@@ -353,6 +378,7 @@ def _compare(entries, methods, seeds, out: Path, overrides, device, preset, work
     folder); ``grid`` lists the override sets of a sweep (each set with each method is a job)."""
     ex.check_executor(executor, workers)
     _check_methods(methods)
+    _check_overrides(methods, overrides, preset, grid)
     if not seeds:
         raise ConfigError("--seeds: expected at least one seed")
     if len(set(seeds)) != len(seeds):

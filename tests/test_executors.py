@@ -5,6 +5,7 @@ goes through submitit's own (mocked) Slurm machinery, sweeps, and reports of par
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -42,17 +43,21 @@ def test_local_jobs_give_the_rows_of_inline_and_only_failed_jobs_rerun(tiny, tmp
     compare(tiny, out=tmp_path / "inline", overrides=FAST, **kw)
     out = tmp_path / "local"
     with pytest.raises(JobsFailed, match="2 of 4 job") as err:
-        compare(tiny, out=out, overrides=[*FAST, "--zero_fill.no_such_key=1"], executor="local", workers=2, **kw)
-    assert "zero_fill seed 5" in str(err.value) and "no_such_key" in str(err.value)
+        # a job that fails while training (a bad key would be refused before any job runs)
+        compare(tiny, out=out, overrides=[*FAST, "--zero_fill.train.lr=1e30"], executor="local", workers=2, **kw)
+    assert "zero_fill seed 5" in str(err.value) and "the loss is" in str(err.value)
     done = _mtimes(out)
     assert sorted({p.parent.parent.name + "/" + p.parent.name for p in done}) == [
         "bayes_oracle/seed5", "bayes_oracle/seed6", "reference/seed5", "reference/seed6"]
     assert not (out / "results.csv").exists()
     failed = json.loads((out / "jobs" / "zero_fill" / "seed5" / "status.json").read_text())
-    assert failed["status"] == "failed" and "no_such_key" in failed["runs"][-1]["error"]
+    assert failed["status"] == "failed" and "the loss is" in failed["runs"][-1]["error"]
     assert "Traceback" in (out / "jobs" / "zero_fill" / "seed5" / "error.txt").read_text()
 
-    compare(tiny, out=out, overrides=FAST, executor="local", workers=2, **kw)  # the fixed command
+    # the fixed command: the failed runs' folders hold the bad config, so they go first (a run
+    # folder is only ever resumed with the config it was started with)
+    shutil.rmtree(out / "runs" / "zero_fill")
+    compare(tiny, out=out, overrides=FAST, executor="local", workers=2, **kw)
     assert {p: t for p, t in _mtimes(out).items() if p in done} == done  # finished jobs were not rerun
     status = json.loads((out / "jobs" / "zero_fill" / "seed5" / "status.json").read_text())
     assert status["status"] == "done" and status["runs"][-1]["executor"] == "local"
