@@ -227,16 +227,23 @@ def step_curves(steps: Sequence[int], series: Mapping[str, Sequence[float]], tit
 
 
 def diffusion_figure(view: Mapping[str, Any]) -> go.Figure:
-    """Explorer figure: real vs generated features (left, ADMC Fig. 3) and one sample's
-    trajectory (right). Trace count: 2·C + 5, whatever the slider values."""
+    """Explorer figure: real vs generated features (left, ADMC Fig. 3; on `synthetic` also the
+    exact conditional as diamonds) and one sample's trajectory (right). Trace count: 2·C + 5
+    (3·C + 5 with the exact cloud), whatever the slider values."""
     classes = list(view["classes"])
+    exact = "exact_xy" in view
     fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45],
-                        subplot_titles=(f"{view['projection']} of real (o) vs generated (x) {view['modality']} features",
+                        subplot_titles=(f"{view['projection']} of real (o) vs generated (x)"
+                                        + (" vs exact conditional (◇)" if exact else "") + f" {view['modality']}",
                                         f"trajectory of test sample {view['sample_index']}"))
     for tr in embedding_traces(view["real_xy"], view["real_y"], classes, "real", "circle"):
         fig.add_trace(tr, row=1, col=1)
     for tr in embedding_traces(view["gen_xy"], view["gen_y"], classes, "generated", "x", opacity=0.85):
         fig.add_trace(tr, row=1, col=1)
+    if exact:
+        for tr in embedding_traces(view["exact_xy"], view["exact_y"], classes, "exact conditional", "diamond-open",
+                                   opacity=0.7):
+            fig.add_trace(tr, row=1, col=1)
     real = np.asarray(view["real_xy"], float)
     fig.add_trace(go.Scatter(x=real[:, 0], y=real[:, 1], mode="markers", name="real (all)", showlegend=False,
                              marker=dict(size=4, color="#cccccc"), hoverinfo="skip"), row=1, col=2)
@@ -244,7 +251,9 @@ def diffusion_figure(view: Mapping[str, Any]) -> go.Figure:
         fig.add_trace(tr, row=1, col=2)
     acc = view.get("generated_accuracy")
     title = (f"{view['direction']}, n={view['start_step']}, {view['sampler']} x {view['num_steps']}"
-             + (f": generated acc {acc:.2f} (real {view['real_accuracy']:.2f})" if acc is not None else ""))
+             + (f": generated acc {acc:.2f} (real {view['real_accuracy']:.2f}" if acc is not None else "")
+             + (f", exact conditional {view['exact_accuracy']:.2f})" if acc is not None and exact else
+                (")" if acc is not None else "")))
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
     fig.update_layout(**LAYOUT, title=title, height=500, width=1000, legend=dict(font=dict(size=10)))
@@ -306,8 +315,10 @@ def embedding_panels(views: Sequence[Mapping[str, Any]], title: str = "Real (o) 
     fig = make_subplots(rows=1, cols=len(views), subplot_titles=[
         f"{v['direction']}, n={v['start_step']}: acc {v['generated_accuracy']:.2f}" for v in views])
     for i, v in enumerate(views):
+        exact = (embedding_traces(v["exact_xy"], v["exact_y"], v["classes"], "exact conditional", "diamond-open",
+                                  opacity=0.7) if "exact_xy" in v else [])
         for tr in (embedding_traces(v["real_xy"], v["real_y"], v["classes"], "real", "circle")
-                   + embedding_traces(v["gen_xy"], v["gen_y"], v["classes"], "generated", "x", opacity=0.85)):
+                   + embedding_traces(v["gen_xy"], v["gen_y"], v["classes"], "generated", "x", opacity=0.85) + exact):
             tr.showlegend = i == 0
             fig.add_trace(tr, row=1, col=i + 1)
     fig.update_xaxes(showticklabels=False)

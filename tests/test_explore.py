@@ -199,7 +199,12 @@ def test_helpers_of_notebooks_02_03(dstate, data):
 def test_diffusion_explorer_slider_changes_the_figure(dstate):
     app = explore.DiffusionExplorer(dstate, start_step=10, num_steps=10, modality="T")
     n_traces = len(app.figure.data)
-    assert n_traces == 2 * dstate.part.n_classes + 5
+    assert n_traces == 3 * dstate.part.n_classes + 5  # real, generated and exact-conditional clouds
+    exact = [t for t in app.figure.data if t.name.startswith("exact conditional")]
+    assert len(exact) == dstate.part.n_classes and sum(len(t.x) for t in exact) == len(dstate.part)
+    assert 0.0 <= app.view["exact_accuracy"] <= 1.0
+    assert explore.diffusion_state(dstate.method, dstate.part, split="test", n_samples=8, projection="pca",
+                                   warm=False).max_step == dstate.method.diffusion.n_steps  # start steps up to N
     gen_before = [np.array(t.x) for t in app.figure.data if t.name.startswith("generated")]
     title_before = app.figure.layout.title.text
     app.n.value = 60  # the start-step slider

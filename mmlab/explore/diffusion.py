@@ -41,7 +41,7 @@ class DiffusionState:
 
 
 def diffusion_state(method: Any, data: MMDataset, split: str = "test", n_samples: int = 400,
-                    projection: str = "umap", seed: int = 0, n_track: int = 16, max_step: int = 200,
+                    projection: str = "umap", seed: int = 0, n_track: int = 16, max_step: int | None = None,
                     warm: bool = True) -> DiffusionState:
     """Encode ``n_samples`` rows of ``split`` once (ADMC's frozen ITFN, standardised, A8); with
     ``warm`` also fit the projection of every modality now (UMAP's first fit compiles)."""
@@ -58,7 +58,7 @@ def diffusion_state(method: Any, data: MMDataset, split: str = "test", n_samples
         feats = torch.cat([method.encode(b) for b in part.iter_batches(512, device=dev)])
     state = DiffusionState(method=method, part=part, feats=feats, projection=projection, seed=seed,
                            n_track=min(n_track, len(part)),
-                           max_step=min(max_step, method.diffusion.n_steps))
+                           max_step=method.diffusion.n_steps if max_step is None else min(max_step, method.diffusion.n_steps))
     if warm:  # fit (and compile) the projections now, not on the first slider move
         for m in state.modalities:
             red, _ = _reducer(state, m, projection)
@@ -121,6 +121,44 @@ def _head_scores(state: DiffusionState, modality: str, z: torch.Tensor) -> dict[
     return {"accuracy": scores["accuracy"], "macro_recall": scores["macro_recall"], "pred": logits.argmax(1).numpy()}
 
 
+def _exact(state: DiffusionState, modality: str) -> np.ndarray | None:
+    """Standardised features of ``modality`` whose frames are drawn from the generator's exact
+    conditional law given all the other modalities (`synthetic` only; None elsewhere), encoded
+    by the same frozen ITFN encoder: what a perfect generator would give (cached)."""
+    model = state.part.info.get("oracle")
+    if not hasattr(model, "sample_conditional_frames"):
+        return None
+
+    def run() -> np.ndarray:
+        from dataclasses import replace
+
+        from mmlab.utils import numpy_rng
+
+        part, j = state.part, _index(state, modality)
+        pad = pad_masks(part)
+        obs = {m: pad[m] & (m != modality) for m in part.modalities}
+        frames = model.sample_conditional_frames(part.feats, obs, modality, part.lengths[modality],
+                                                 numpy_rng(state.seed, "exact", modality))
+        dev = state.feats.device
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(part), 512):
+                idx = np.arange(start, min(start + 512, len(part)))
+                batch = part.batch(idx, device=dev)
+                x = torch.from_numpy(frames[idx, : batch.feats[modality].shape[1]]).to(dev)
+                out.append(state.method.encode(replace(batch, feats={**batch.feats, modality: x}))[:, j])
+        return torch.cat(out).cpu().numpy()
+
+    return state.completions.get_or(("exact", modality), run)
+
+
+def _exact_scores(state: DiffusionState, modality: str, exact: np.ndarray) -> dict[str, float]:
+    key = ("exact", modality)
+    if key not in state.real_scores:
+        state.real_scores[key] = _head_scores(state, modality, torch.from_numpy(exact).to(state.feats.device))
+    return state.real_scores[key]
+
+
 def _real(state: DiffusionState, modality: str) -> np.ndarray:
     return state.feats[:, _index(state, modality)].cpu().numpy()
 
@@ -166,15 +204,25 @@ def _transform(red: Any, x: np.ndarray) -> np.ndarray:
 
 
 def _projected(state: DiffusionState, modality: str, key: tuple, comp: dict, projection: str) -> dict[str, np.ndarray]:
-    """2-D real and generated points of one completion (cached). UMAP / PCA place the
-    generated points with the reducer fitted on the real ones; t-SNE is fitted jointly."""
+    """2-D real, generated (and, on `synthetic`, exact-conditional) points of one completion
+    (cached). UMAP / PCA place them with the reducer fitted on the real ones; t-SNE is fitted
+    jointly."""
 
     def run() -> dict[str, np.ndarray]:
         red, real_xy = _reducer(state, modality, projection)
+        exact = _exact(state, modality)
         if red is not None:
-            return {"real": real_xy, "gen": _transform(red, comp["gen"])}
-        joint = _tsne(np.concatenate([_real(state, modality), comp["gen"]]), state.seed)
-        return {"real": joint[: len(real_xy)], "gen": joint[len(real_xy):]}
+            out = {"real": real_xy, "gen": _transform(red, comp["gen"])}
+            if exact is not None:
+                out["exact"] = _transform(red, exact)
+            return out
+        parts = [_real(state, modality), comp["gen"]] + ([exact] if exact is not None else [])
+        joint = _tsne(np.concatenate(parts), state.seed)
+        n = len(real_xy)
+        out = {"real": joint[:n], "gen": joint[n:2 * n]}
+        if exact is not None:
+            out["exact"] = joint[2 * n:]
+        return out
 
     return state.projections.get_or(("points", projection) + key, run)
 
@@ -234,7 +282,13 @@ def diffusion_view(state: DiffusionState, start_step: int = 50, sampler: str = "
     path = comp["paths"][sample_index]
     others = "".join(m for m in state.modalities if m != modality) if all(len(m) == 1 for m in state.modalities) \
         else ",".join(m for m in state.modalities if m != modality)
+    exact = _exact(state, modality)
+    exact_view = {} if exact is None else {
+        "exact_xy": pts["exact"], "exact_y": state.part.y,
+        "exact_accuracy": _exact_scores(state, modality, exact)["accuracy"],
+    }
     return {
+        **exact_view,
         "modality": modality, "direction": f"{others}->{modality}", "start_step": n, "sampler": sampler, "num_steps": k,
         "projection": projection, "sample_index": int(sample_index), "classes": list(state.part.classes),
         "real_xy": pts["real"], "real_y": state.part.y, "gen_xy": pts["gen"], "gen_y": state.part.y,
