@@ -51,6 +51,7 @@ seed = 1111          # training seed and test-mask seed
 threads = 1          # CPU threads for torch / numba (1 avoids oversubscription on small CPUs, None keeps the library default)
 interactive = True   # widgets when True; `mmlab run` and papermill pass False and get static figures
 out_dir = None       # run folder from `mmlab run` (metrics/, figures/, models/), None for a temporary folder
+method_name = "admc"  # "admc" (the paper's joint ADN, n = 50) or "admc_cond" (ours: conditional v-prediction ADN, n = N)
 admc_preset = None   # "paper": ADMC's paper sizes (D 256, ADN 4 layers x 8 heads, 400 ADN epochs)
 # ADMC config overrides for the CPU budget ({} with admc_preset "paper"):
 admc_overrides = {"itfn.train.epochs": 6, "adn.train.epochs": 40, "mf.train.epochs": 6, "mf.scenarios": "full", "mmer": False}
@@ -75,7 +76,7 @@ data = make_synthetic(preset=preset)
 print(data.describe())
 
 # %%
-admc = explore.trained_method("admc", data, out_dir, overrides=admc_overrides, preset=admc_preset,
+admc = explore.trained_method(method_name, data, out_dir, overrides=admc_overrides, preset=admc_preset,
                               device=device, seed=seed)
 print("trained (or reloaded) ADMC in", admc.run_dir)
 state = explore.diffusion_state(admc, data, n_samples=n_samples, projection=projection, seed=seed)
@@ -84,8 +85,11 @@ modality = modality or data.modalities[-1]
 # %% [markdown]
 # ## The explorer
 #
-# Left: real (o) and generated (x) features of the chosen modality, coloured by class. Right: the
-# trajectory of one test sample from step n (diamond) to 0 (cross), with its real feature (star).
+# Left: real (o) and generated (x) features of the chosen modality, coloured by class, and on
+# `synthetic` a third cloud (open diamonds): the same modality drawn from its *exact* conditional
+# law given the other modalities and encoded by the same frozen encoder, the best any generator
+# could do. Right: the trajectory of one test sample from step n (diamond) to 0 (cross), with its
+# real feature (star).
 
 # %%
 if interactive:
@@ -190,5 +194,9 @@ print("generated-to-real distance by n:", {r["start_step"]: round(r["distance"],
 #   projection (slower) or `"pca"` for a linear one that cannot invent clusters.
 # - Add `"diffusion.resample": 10` to `admc_overrides` (RePaint harmonisation; retrains the cached
 #   ADMC for the new config) to test the one change that helped the exact denoiser.
+# - `method_name = "admc_cond"`, `start_step = 1000`: our conditional ADN (available modalities
+#   fed clean, v-prediction, the full chain). On `synthetic` the generated cloud should now split
+#   by class like the exact-conditional diamonds (docs/admc_results.md §3b has the measured
+#   accuracy and variance ratio against the exact conditional).
 # - Go back to **03_diffusion_completion** for the code of Eq. 1-6 and why MMCR still works, or
 #   open **90_benchmark_report** for ADMC against the other methods on the same masks.
