@@ -2,6 +2,7 @@
 
     .venv/bin/python tools/readme_tables.py cmp_full            # print the tables
     .venv/bin/python tools/readme_tables.py cmp_full --write    # rewrite them in README.md
+    .venv/bin/python tools/readme_tables.py cmp_full cmp_more   # rows of several compare folders
 
 Each table sits in README.md between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->``;
 ``--write`` replaces what is between the markers and nothing else. Cells are accuracy (WA) x100,
@@ -11,20 +12,34 @@ mean ± std over the seeds (population std, as MMSA), from the rows `mmlab.repor
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from pathlib import Path
 
 from mmlab.evaluate import aggregate
 from mmlab.report import ORACLE, load_results, oracle_gap, wide_table
-from mmlab.tables import markdown_table
+from mmlab.tables import markdown_table, mean_std_cell
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ORACLE_LABEL = "Bayes oracle"
 
 
-def _rows(folder: Path, dataset: str) -> list[dict]:
-    return aggregate([r for r in load_results([folder / dataset]) if r["dataset"] == dataset])
+def _sources(folders: list[Path], dataset: str) -> list[Path]:
+    """``folder/<dataset>/`` of a suite, or a single-dataset compare folder holding that dataset."""
+    out = []
+    for f in folders:
+        if (f / dataset).is_dir():
+            out.append(f / dataset)
+        elif ((f / "results.csv").is_file() or (f / "jobs").is_dir()) and any(
+                r["dataset"] == dataset for r in load_results([f])):
+            out.append(f)
+    return out
+
+
+def _rows(folders: list[Path], dataset: str) -> list[dict]:
+    rows = [r for r in load_results(_sources(folders, dataset)) if r["dataset"] == dataset]
+    return aggregate([r for r in rows if r["protocol"] != "generation"])
 
 
 def _label(method: str) -> str:
@@ -65,8 +80,32 @@ def full_input_table(agg: list[dict], methods: dict[str, str]) -> str:
     return markdown_table([*methods.values(), ORACLE_LABEL], [cells])
 
 
-def tables(folder: Path) -> dict[str, str]:
-    syn, hw = _rows(folder, "synthetic"), _rows(folder, "handwritten")
+def generation_table(folders: list[Path]) -> str:
+    """One generated sample (and the mean of k) per direction against the exact conditional:
+    accuracy of the frozen head, mean error and variance ratio (synthetic; the start step of
+    a sweep is left out: rows without an "@n=" tag)."""
+    rows = [r for r in load_results(_sources(folders, "synthetic")) if r["protocol"] == "generation"
+            and len(str(r.get("source", ""))) == 2 and "@" not in r["condition"]]
+    agg = aggregate(rows)
+    look = {(a["method"], a["condition"]): a for a in agg}
+    methods = [m for m in dict.fromkeys(a["method"] for a in agg) if m != "exact_conditional"] + ["exact_conditional"]
+    out = []
+    for direction in ("VT->A", "AT->V", "AV->T"):
+        for m in methods:
+            one, mean = look.get((m, direction)), look.get((m, f"{direction} mean"))
+            if one is None:
+                continue
+            cells = [direction, _label(m), mean_std_cell(one["accuracy_mean"], one["accuracy_std"], one["n_seeds"], 100, 1),
+                     mean_std_cell(mean["accuracy_mean"], mean["accuracy_std"], mean["n_seeds"], 100, 1)]
+            for c in ("mean_error", "variance_ratio"):
+                v = one.get(c + "_mean", math.nan)
+                cells.append("" if math.isnan(v) else f"{v:.2f} ± {one[c + '_std']:.2f}")
+            out.append(cells)
+    return markdown_table(["direction", "method", "one sample", "mean of k", "mean error", "variance ratio"], out)
+
+
+def tables(folders: list[Path]) -> dict[str, str]:
+    syn, hw = _rows(folders, "synthetic"), _rows(folders, "handwritten")
     return {
         "synthetic-patterns": patterns_table(syn),
         "synthetic-rates": swept_table(syn, "rate_drop"),
@@ -75,6 +114,7 @@ def tables(folder: Path) -> dict[str, str]:
                                                  "admc": "MMER (`admc`)"}),
         "handwritten-eta": swept_table(hw, "cpm"),
         "handwritten-rates": swept_table(hw, "rate_drop"),
+        "synthetic-generation": generation_table(folders),
     }
 
 
@@ -93,10 +133,10 @@ def write(readme: Path, found: dict[str, str]) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("folder", type=Path, help="the --out folder of `mmlab compare --suite full`")
+    ap.add_argument("folders", type=Path, nargs="+", help="--out folders of `mmlab compare --suite full` (and others)")
     ap.add_argument("--write", action="store_true", help="rewrite the tables in README.md")
     args = ap.parse_args()
-    found = tables(args.folder)
+    found = tables(args.folders)
     if args.write:
         missing = write(README, found)
         if missing:
