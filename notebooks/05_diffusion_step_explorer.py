@@ -51,7 +51,7 @@ seed = 1111          # training seed and test-mask seed
 threads = 1          # CPU threads for torch / numba (1 avoids oversubscription on small CPUs, None keeps the library default)
 interactive = True   # widgets when True; `mmlab run` and papermill pass False and get static figures
 out_dir = None       # run folder from `mmlab run` (metrics/, figures/, models/), None for a temporary folder
-method_name = "admc"  # "admc" (the paper's joint ADN, n = 50) or "admc_cond" (ours: conditional v-prediction ADN, n = N)
+method_name = "admc"  # "admc" (the paper: joint ADN from step 50) or "admc_cond" (ours: conditional ADN, full chain)
 admc_preset = None   # "paper": ADMC's paper sizes (D 256, ADN 4 layers x 8 heads, 400 ADN epochs)
 # ADMC config overrides for the CPU budget ({} with admc_preset "paper"):
 admc_overrides = {"itfn.train.epochs": 6, "adn.train.epochs": 40, "mf.train.epochs": 6, "mf.scenarios": "full", "mmer": False}
