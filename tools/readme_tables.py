@@ -122,11 +122,11 @@ def write(readme: Path, found: dict[str, str]) -> list[str]:
     text = readme.read_text()
     missing = []
     for name, table in found.items():
-        pattern = re.compile(rf"(<!-- table:{re.escape(name)} -->\n).*?(\n<!-- /table:{re.escape(name)} -->)", re.S)
+        pattern = re.compile(rf"(<!-- table:{re.escape(name)} -->\n)(?:.*?\n)?(<!-- /table:{re.escape(name)} -->)", re.S)
         if not pattern.search(text):
             missing.append(name)
             continue
-        text = pattern.sub(lambda m: m.group(1) + table + m.group(2), text)
+        text = pattern.sub(lambda m: m.group(1) + table + "\n" + m.group(2), text)
     readme.write_text(text)
     return missing
 
