@@ -56,6 +56,14 @@ def _data(data: str | MMDataset) -> MMDataset:
     return data if isinstance(data, MMDataset) else load_dataset(data)
 
 
+def _refuse_seed_override(overrides: Iterable[str]) -> None:
+    """Settings are never silently ignored: a ``--x.seed=`` override would lose to the run seed."""
+    seeded = [o for o in overrides if o.lstrip("-").split("=", 1)[0].split(".")[-1] == "seed"]
+    if seeded:
+        raise ConfigError(f"override {seeded[0]!r}: the run seed is --seed (train) / --seeds (compare) and reaches "
+                          "every stage and generator; drop the override")
+
+
 def _check_overrides(methods: Sequence[str], overrides: Iterable[str], preset: str | None,
                      grid: Sequence[Sequence[str]] = ((),)) -> None:
     """Apply every method's overrides to its config before any job runs, so a typo or a
@@ -75,10 +83,7 @@ def _check_overrides(methods: Sequence[str], overrides: Iterable[str], preset: s
                                       f"{sorted(presets)}")
                 cfg = apply_overrides(cfg, presets[preset])
             cfg = apply_overrides(apply_overrides(cfg, METHODS[name][1]), routed[name])
-            seeded = [o for o in routed[name] if o.lstrip("-").split("=", 1)[0].split(".")[-1] == "seed"]
-            if seeded:
-                raise ConfigError(f"override {seeded[0]!r}: the run seed is --seeds and reaches every stage and "
-                                  "generator; drop the override")
+            _refuse_seed_override(routed[name])
 
 
 def _split_overrides(overrides: Iterable[str], methods: Sequence[str]) -> dict[str, list[str]]:
@@ -127,10 +132,7 @@ def train_method(
     from mmlab.utils import seed_everything
 
     overrides = list(overrides)
-    seeded = [o for o in overrides if o.lstrip("-").split("=", 1)[0].split(".")[-1] == "seed"]
-    if seeded:
-        raise ConfigError(f"override {seeded[0]!r}: the run seed is --seed (train) / --seeds (compare) and reaches "
-                          "every stage and generator; drop the override")
+    _refuse_seed_override(overrides)
     data = method_input(name, _data(data), device)
     seed_everything(seed)
     method = make_method(name, data, list(overrides), preset=preset, seed=seed)

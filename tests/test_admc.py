@@ -26,13 +26,6 @@ ADMC_STAGES = ["itfn_A", "itfn_V", "itfn_T", "adn", "mf_full", "mf_A", "mf_V", "
                "mf_AV", "mf_AT", "mf_VT", "mf_mmer"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: one thread is fastest and immune to a busy machine
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def data():

@@ -22,14 +22,6 @@ FAST = ["--train.epochs=4", "--train.patience=0"]
 FAST_2STAGE = FAST + ["--pretrain.epochs=3", "--pretrain.patience=0"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models train faster on one intra-op thread (and do not fight other processes)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def tiny() -> MMDataset:

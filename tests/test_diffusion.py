@@ -12,14 +12,6 @@ from mmlab.errors import ConfigError, DataError
 from mmlab.nn.diffusion import DiffusionConfig, GaussianDiffusion, beta_schedule
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: thread hand-offs cost more than they save on a busy 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
