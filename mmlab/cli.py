@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -398,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bad = [e for e in extra if not (e.startswith("--") and "=" in e)]
     if bad:
         parser.error(f"config overrides must look like --section.key=value, got {' '.join(bad)}")
+    previous = _terminate_as_interrupt()
     try:
         check_args(args)  # every argument is checked before torch is imported
         pin_threads(getattr(args, "threads", None))
@@ -405,9 +408,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MMLabError as err:
         print(f"mmlab: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         print("mmlab: interrupted; finished results stay on disk", file=sys.stderr)
-        return 130
+        return 143 if isinstance(err, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's cancel) handled as Ctrl-C: running jobs are cancelled,
+    pools stopped, and what finished stays on disk."""
+
+
+def _terminate_as_interrupt():
+    """Route SIGTERM to `Terminated` while a command runs; returns the previous handler (None
+    outside the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -226,6 +226,10 @@ def run_task(task: Task, progress: bool = False, threads: int | None = None) -> 
         atomic_write_text(folder / ERROR, traceback.format_exc())
         record("failed")
         raise
+    except BaseException:  # Ctrl-C, SIGTERM through the CLI, or a cancelled job: rerun on resume
+        run.update(status="interrupted", seconds=round(time.time() - t0, 1))
+        record("interrupted")
+        raise
     seconds = time.time() - t0
     run.update(status="done", seconds=round(seconds, 1))
     done_s += seconds
@@ -322,11 +326,19 @@ def _run_inline(tasks: Sequence[Task], workers: int,
                     errors[i] = _failure(tasks[i]) or "failed"
                 bar.update()
         except BaseException:
-            pool.shutdown(cancel_futures=True)
+            _stop_workers(pool)  # their unfinished jobs are rerun on resume
+            pool.shutdown(wait=False, cancel_futures=True)
             raise
         finally:
             bar.close()
     return spent, errors, None
+
+
+def _stop_workers(pool: Any) -> None:
+    """Terminate a process pool's workers (an interrupted run must not leave them training)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        if proc.is_alive():
+            proc.terminate()
 
 
 def _run_local(tasks: Sequence[Task], workers: int, progress: bool,

@@ -5,7 +5,13 @@ goes through submitit's own (mocked) Slurm machinery, sweeps, and reports of par
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -214,3 +220,42 @@ def test_notebooks_run_as_local_jobs(tmp_path):
     assert (run / "notebooks" / "00_toy.ipynb").is_file()
     assert list((run / "jobs" / "00_toy").glob("*_log.out"))
     assert json.loads((run / "summary.json").read_text())["notebooks"][0]["status"] == "ok"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+
+
+@pytest.mark.parametrize("executor", ["local", "inline"])
+def test_sigterm_stops_the_jobs_and_a_rerun_finishes_them(tiny, tmp_path, executor):
+    """`kill` of a running compare (two jobs at a time) ends its job processes too and leaves the
+    jobs unfinished (so that the same command again reruns them)."""
+    data = tmp_path / "tiny.npz"
+    write_npz(tiny, data)
+    out = tmp_path / "cmp"
+    cmd = [sys.executable, "-c", "import sys; from mmlab.cli import main; sys.exit(main())", "compare", "--data",
+           str(data), "--methods", "zero_fill", "--seeds", "5,6", "--protocol", "patterns", "--out", str(out),
+           "--executor", executor, "--workers", "2", "--train.epochs=200", "--train.patience=200"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    statuses = [out / "jobs" / "zero_fill" / f"seed{s}" / "status.json" for s in (5, 6)]
+    deadline = time.time() + 120
+    while not all(p.exists() for p in statuses) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert all(p.exists() for p in statuses), proc.stderr.read().decode() if proc.poll() is not None else "no job"
+    pids = [json.loads(p.read_text())["runs"][-1]["pid"] for p in statuses]
+    assert all(_alive(pid) for pid in pids)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    assert "interrupted; finished results stay on disk" in proc.stderr.read().decode()
+    deadline = time.time() + 30
+    while any(_alive(pid) for pid in pids) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in pids), "a job process outlived the command"
+    assert not (out / "results.csv").exists()
+    for p in statuses:  # unfinished: the same command again reruns them (tested above)
+        assert json.loads(p.read_text())["status"] != "done" and not list(p.parent.glob("rows.*.csv"))
