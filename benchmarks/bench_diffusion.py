@@ -11,6 +11,7 @@ memory (CUDA: max_memory_allocated; CPU: process max RSS). Timings are the best 
 ``--repeats`` runs; on a shared CPU they are noisy, so read ``loop us`` next to ``overhead``.
 
     python benchmarks/bench_diffusion.py --device cpu --batch 64 --dims 128 --threads 1
+    python benchmarks/bench_diffusion.py --prediction v --conditioning clean --steps 1000   --ddpm-steps 50   # admc_cond
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ class TinyDenoiser(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         half = self.dim // 2
         freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=x.device, dtype=x.dtype) / half)
-        angles = t.to(x.dtype)[:, None] * freqs[None]
-        emb = self.t_mlp(torch.cat([angles.sin(), angles.cos()], dim=1))
-        return self.out(self.encoder(x + self.modality + emb[:, None]))
+        steps = t.to(x.dtype).reshape(x.shape[0], -1, 1)  # (B, 1, 1) or one step per token (B, M, 1)
+        angles = steps * freqs
+        emb = self.t_mlp(torch.cat([angles.sin(), angles.cos()], dim=-1))
+        return self.out(self.encoder(x + self.modality + emb))
 
 
 def sync(device: torch.device) -> None:
@@ -83,7 +85,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--steps", type=int, nargs="+", default=[10, 50, 200], help="start steps n")
     p.add_argument("--ddim-steps", type=int, default=10)
+    p.add_argument("--ddpm-steps", type=int, default=None,
+                   help="respace DDPM to this many steps (admc_cond: 50); default every step")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--prediction", default="eps", choices=["eps", "v", "x0"],
+                   help="what the network predicts (admc: eps; admc_cond: v)")
+    p.add_argument("--conditioning", default="replace", choices=["replace", "clean"],
+                   help="replace: known tokens re-noised every step (admc); clean: fed clean with step 0 (admc_cond)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads (default 1: per-core numbers, stable on a shared machine; 0 = torch's default)")
     args = p.parse_args(argv)
@@ -93,12 +101,14 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = TinyDenoiser(args.tokens, args.dims, args.layers).to(device).eval()
-    diff = GaussianDiffusion(DiffusionConfig()).to(device)
+    diff = GaussianDiffusion(DiffusionConfig(prediction=args.prediction)).to(device)
     x_obs = torch.randn(args.batch, args.tokens, args.dims, device=device)
     known = torch.ones(1, args.tokens, 1, dtype=torch.bool, device=device)
     known[:, 0] = False  # one missing modality, the MMCR case
 
-    t = torch.full((args.batch,), 50, device=device, dtype=torch.long)
+    # the bare calls get the step shape the sampler passes: one per token when known tokens are clean
+    t = torch.full((args.batch, args.tokens) if args.conditioning == "clean" else (args.batch,), 50,
+                   device=device, dtype=torch.long)
 
     @torch.no_grad()
     def forwards(k: int) -> None:
@@ -106,17 +116,19 @@ def main(argv: list[str] | None = None) -> None:
             model(x_obs, t)
 
     print(f"device={device} batch={args.batch} tokens={args.tokens} dims={args.dims} layers={args.layers} "
-          f"threads={torch.get_num_threads()}")
+          f"threads={torch.get_num_threads()} prediction={args.prediction} conditioning={args.conditioning}")
     const = torch.zeros_like(x_obs)
     free = lambda x, t: const  # noqa: E731  (a denoiser that costs nothing: isolates the sampler)
     print(f"{'sampler':<8}{'n':>5}{'calls':>7}{'fwd ms':>8}{'ms/step':>10}{'samples/s':>12}{'overhead':>10}{'loop us':>9}{'peak MB':>10}")
     for sampler in ("ddpm", "ddim"):
         for n in args.steps:
-            calls = len(diff.timesteps(n, args.ddim_steps if sampler == "ddim" else None)) - 1
+            steps = args.ddim_steps if sampler == "ddim" else args.ddpm_steps
+            calls = len(diff.timesteps(n, steps)) - 1
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             g = torch.Generator(device=device).manual_seed(0)
-            kw = dict(start_step=n, sampler=sampler, num_steps=args.ddim_steps if sampler == "ddim" else None, generator=g)
+            kw = dict(start_step=n, sampler=sampler, num_steps=steps, generator=g,
+                      conditioning=args.conditioning)
             t_fwd, t_sample, t_loop = best_times(
                 [lambda: forwards(calls), lambda: diff.sample(model, x_obs, known, **kw),
                  lambda: diff.sample(free, x_obs, known, **kw)], device, args.repeats)
