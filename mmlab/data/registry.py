@@ -104,7 +104,7 @@ def _ensure_builtins() -> None:
     _BUILTINS_LOADED = True
     import importlib
 
-    for mod in ("mmlab.data.synthetic", "mmlab.data.handwritten", "mmlab.data.licensed"):
+    for mod in ("mmlab.data.synthetic", "mmlab.data.synthetic_text", "mmlab.data.handwritten", "mmlab.data.licensed"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as err:  # a module not written yet must not break the others
