@@ -159,7 +159,7 @@ def conditions_for(protocol: str, data: MMDataset) -> list:
 DEFAULT_SEEDS: tuple[int, ...] = (1111, 1112, 1113, 1114, 1115)
 COMPARISON_METHODS: tuple[str, ...] = (
     "admc", "admc_cond", "admc_wo_adn", "admc_wo_itfn", "admc_use_itfn", "admc_joint",
-    "zero_fill", "mean_fill", "full_zero", "ae", "cra", "mmin",
+    "zero_fill", "mean_fill", "full_zero", "ae", "cra", "mmin", "pooled_linear",
 )
 # The full comparison (issue #5): the three-modality pattern and rate sweeps on `synthetic`;
 # on six-view `handwritten` the CPM-Nets eta sweep, the rate sweep and the full input (its 63

@@ -34,6 +34,7 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "ae": (_IMPUTE, {"imputer": "ae"}),
     "cra": (_IMPUTE, {"imputer": "cra"}),
     "mmin": ("mmlab.methods.baselines.mmin:MMIN", {}),
+    "pooled_linear": ("mmlab.methods.pooled_linear:PooledLinear", {}),  # per-pattern logistic regression
 }
 
 
