@@ -15,6 +15,10 @@ key             shape                meaning
 ``len_<name>``  (N,) integer         optional valid frames of each sample, in [1, T] (absent:
                                      all T frames are real); frames past it are zeroed on load;
                                      for tokens it counts [CLS] and [SEP] (so it is >= 2)
+``avail_<name>`` (N,) bool            optional: which samples *have* modality ``<name>``
+                                     (False = natively missing: no recording, no face; its
+                                     ``X_`` row is filler and is never read as data); every
+                                     sample needs at least one available modality
 ``y``           (N,) integer         class labels 0..C-1 (floats are accepted if integral)
 ``y_reg``       (N,) float           optional regression target (e.g. MOSI sentiment in
                                      [-3, 3]); finite, within float32; stored as float32
@@ -80,6 +84,8 @@ def _kind(key: str) -> str:
         return "X"
     if key.startswith("len_"):
         return "len"
+    if key.startswith("avail_"):
+        return "avail"
     return key if key in ("y", "y_reg", "split", "ids", "classes") else "unknown"
 
 
@@ -102,7 +108,7 @@ def _read_members(s: _Scan, zf: zipfile.ZipFile) -> None:
         seen.add(key)
         s.members.add(key)
         if _kind(key) == "unknown":
-            s.bad(key, "unknown key (expected X_<name>, len_<name>, y, y_reg, split, ids, classes)")
+            s.bad(key, "unknown key (expected X_<name>, len_<name>, avail_<name>, y, y_reg, split, ids, classes)")
             continue
         try:
             with zf.open(info) as fh:
@@ -296,6 +302,8 @@ def _check(s: _Scan) -> None:
         if a is not None and name in t_of and a.size and (a.min() < 1 or a.max() > t_of[name]):
             s.bad(k, f"lengths must lie in [1, T={t_of[name]}], got range [{a.min()}, {a.max()}]")
 
+    _check_avail(s, keys, n)
+
     for name in tokens:
         ids = s.arrays.get(f"X_{name}")
         ln = _usable_lengths(s.arrays.get(f"len_{name}"), ids.shape) if ids is not None else None
@@ -372,6 +380,28 @@ def _check(s: _Scan) -> None:
                 s.bad("ids", dup)
         else:
             s.bad("ids", f"expected strings or integers, got dtype {ids.dtype}")
+
+
+def _check_avail(s: _Scan, keys: list[str], n: int | None) -> None:
+    """``avail_<name>``: (N,) bool (or integers 0/1), with a modality ``X_<name>``; no sample
+    left without any modality."""
+    present = []
+    for k in (k for k in keys if k.startswith("avail_")):
+        if f"X_{k[6:]}" not in s.members:
+            s.bad(k, f"has no matching modality key X_{k[6:]}")
+        a = s.arrays.get(k)
+        if a is None:
+            continue
+        if a.ndim != 1 or (a.dtype != bool and not (a.dtype.kind in "iu" and np.isin(a, (0, 1)).all())):
+            s.bad(k, f"must be (N,) bool (True = the sample has this modality), got {a.dtype} {a.shape}")
+            continue
+        present.append(a.astype(bool))
+    n_mods = sum(k.startswith("X_") for k in s.members)
+    if present and n is not None and all(len(a) == n for a in present) and len(present) == n_mods:
+        none = np.flatnonzero(~np.any(present, axis=0))
+        if len(none):
+            s.bad("avail_*", f"{len(none)} sample(s) have no available modality (first row {int(none[0])}); "
+                             "drop them or mark one modality available")
 
 
 def _first_gaps(labels: np.ndarray, k: int = 5) -> list[int]:
@@ -485,10 +515,11 @@ def load_npz(path: str | os.PathLike, split_seed: int = 0, max_bytes: int | str 
     stem = Path(s.path).stem
     ids = a["ids"].astype(str) if "ids" in a else np.array([f"{stem}-{i}" for i in range(n)])
     y_reg = a["y_reg"].astype(np.float32) if "y_reg" in a else None
+    avail = {m: a[f"avail_{m}"].astype(bool) for m in mods if f"avail_{m}" in a}
     try:
         return MMDataset(
             name=stem, modalities=tuple(mods), feats=feats, lengths=lengths, y=y, split=split, ids=ids,
-            classes=classes, y_reg=y_reg, info={"source": s.path, "split_source": split_source},
+            classes=classes, y_reg=y_reg, info={"source": s.path, "split_source": split_source}, avail=avail,
         )
     except DataError as err:
         raise DataError(f"{s.path}: {err}") from None
@@ -505,6 +536,8 @@ def write_npz(dataset: MMDataset, path: str | os.PathLike, compress: bool = True
         x = dataset.feats[m]  # token ids (N, T) int64 stay integers: that is what marks them
         arrays[f"X_{m}"] = np.ascontiguousarray(x, dtype=np.int64 if x.ndim == 2 else np.float32)
         arrays[f"len_{m}"] = np.asarray(dataset.lengths[m], dtype=np.int64)
+        if m in dataset.avail:
+            arrays[f"avail_{m}"] = np.asarray(dataset.avail[m], dtype=bool)
     arrays["y"] = np.asarray(dataset.y, dtype=np.int64)
     if dataset.y_reg is not None:
         arrays["y_reg"] = np.asarray(dataset.y_reg, dtype=np.float32)

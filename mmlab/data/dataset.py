@@ -130,7 +130,11 @@ class MMDataset:
     token ids (see `token_modalities`); ``lengths[m]`` (N,) int valid frames (>= 1; for tokens
     counting [CLS] and [SEP]); ``y`` (N,) int labels in [0, n_classes); ``y_reg`` (N,) float32
     regression target or None; ``split`` (N,) in train / valid / test / test_<name>; ``ids``
-    (N,) str. ``info`` holds dataset-specific extras (e.g. the synthetic oracle).
+    (N,) str. ``avail[m]`` (N,) bool marks the samples that *have* modality m (natural
+    missingness: a failed recogniser, no face in view); a modality without an entry is present
+    everywhere, and every sample has at least one. A natively missing modality is never observed
+    (``batch().avail`` / ``obs_mask`` are False; its stored frames are filler) and stays missing
+    under every mask. ``info`` holds dataset-specific extras (e.g. the synthetic oracle).
     """
 
     name: str
@@ -143,9 +147,11 @@ class MMDataset:
     classes: list[str]
     y_reg: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    avail: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.modalities = tuple(self.modalities)
+        self.avail = {m: np.asarray(a) for m, a in (self.avail or {}).items()}
         if self.y_reg is not None:
             r = np.asarray(self.y_reg)
             if r.dtype.kind not in "fiu":
@@ -186,6 +192,7 @@ class MMDataset:
                 raise DataError(f"{where}: y_reg must have shape ({n},), got {self.y_reg.shape}")
             if not np.isfinite(self.y_reg).all():
                 raise DataError(f"{where}: y_reg contains NaN or inf")
+        self._validate_avail(where, n)
         for m in self.modalities:
             x, ln = self.feats.get(m), self.lengths.get(m)
             if x is None or ln is None:
@@ -202,6 +209,22 @@ class MMDataset:
             if not np.isfinite(x).all():
                 raise DataError(f"{where}: features of {m!r} contain NaN or inf")
         return self
+
+    def _validate_avail(self, where: str, n: int) -> None:
+        unknown = sorted(set(self.avail) - set(self.modalities))
+        if unknown:
+            raise DataError(f"{where}: availability given for {unknown}, which are not modalities {list(self.modalities)}")
+        for m, a in self.avail.items():
+            if a.shape != (n,) or a.dtype != bool:
+                raise DataError(f"{where}: avail[{m!r}] must be (N={n},) bool, got {a.dtype} {a.shape}")
+        if self.avail:
+            present = np.ones((n, len(self.modalities)), bool)
+            for j, m in enumerate(self.modalities):
+                present[:, j] = self.avail.get(m, True)
+            none = np.flatnonzero(~present.any(1))
+            if len(none):
+                raise DataError(f"{where}: {len(none)} sample(s) have no modality at all (first id "
+                                f"{self.ids[none[0]]!r}); drop them or give them one")
 
     @staticmethod
     def _validate_lengths(m: str, x: np.ndarray, ln: np.ndarray, where: str) -> None:
@@ -286,20 +309,25 @@ class MMDataset:
             classes=self.classes,
             y_reg=None if self.y_reg is None else self.y_reg[idx],
             info=self.info,
+            avail={m: a[idx] for m, a in self.avail.items()},
         )
 
     # ----------------------------------------------------------------- batches
     def batch(self, idx: Sequence[int] | np.ndarray | None = None, device: str | torch.device = "cpu") -> MMBatch:
-        """An `MMBatch` of rows ``idx`` (all rows when None), all modalities available."""
+        """An `MMBatch` of rows ``idx`` (all rows when None): every modality available except
+        where ``avail`` says a sample lacks it (then none of its frames is observed)."""
         idx = np.arange(len(self)) if idx is None else np.asarray(idx)
         feats, pad, obs = {}, {}, {}
-        for m in self.modalities:
+        avail = torch.ones(len(idx), len(self.modalities), dtype=torch.bool)
+        for j, m in enumerate(self.modalities):
             ln = self.lengths[m][idx]
             t = int(ln.max())
             x = torch.from_numpy(np.ascontiguousarray(self.feats[m][idx, :t]))
             mask = torch.arange(t)[None, :] < torch.from_numpy(ln)[:, None]
-            feats[m], pad[m], obs[m] = x.to(device), mask.to(device), mask.clone().to(device)
-        avail = torch.ones(len(idx), len(self.modalities), dtype=torch.bool, device=device)
+            if m in self.avail:
+                avail[:, j] = torch.from_numpy(self.avail[m][idx])
+            feats[m], pad[m], obs[m] = x.to(device), mask.to(device), (mask & avail[:, j, None]).to(device)
+        avail = avail.to(device)
         y = torch.from_numpy(self.y[idx].astype(np.int64)).to(device)
         y_reg = None if self.y_reg is None else torch.from_numpy(self.y_reg[idx].astype(np.float32)).to(device)
         return MMBatch(self.modalities, feats, pad, obs, avail, y, [str(i) for i in self.ids[idx]], y_reg)

@@ -215,5 +215,5 @@ def featurize_tokens(data: MMDataset, model_dir: str | os.PathLike | None = None
     return MMDataset(
         name=data.name, modalities=data.modalities, feats=feats, lengths=dict(data.lengths), y=data.y,
         split=data.split, ids=data.ids, classes=data.classes, y_reg=data.y_reg,
-        info={**data.info, "text_encoder": record},
+        info={**data.info, "text_encoder": record}, avail=data.avail,
     )
