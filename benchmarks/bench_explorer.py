@@ -1,9 +1,9 @@
 """How long does a move of the diffusion explorer's start-step slider take to answer?
 
-    python benchmarks/bench_explorer.py                       # admc at the CPU default, notebook 05's settings
+    python benchmarks/bench_explorer.py                       # admc at the CPU default, notebook 06's settings
     python benchmarks/bench_explorer.py --method admc_cond --steps 0 50 300 1000
 
-Trains (or reuses, from ``--cache``) the method with notebook 05's CPU overrides, builds the
+Trains (or reuses, from ``--cache``) the method with notebook 06's CPU overrides, builds the
 explorer state (400 test samples, UMAP fitted once), then times `mmlab.explore.diffusion_view`
 for each start step n (as the widget does: its steps slider, 50 by default, respaces a longer
 chain), uncached: a fresh completion of every sample from n, its projection, the
@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--method", default="admc")
     ap.add_argument("--steps", type=int, nargs="+", default=[10, 50, 80, 150, 300])
     ap.add_argument("--num-steps", type=int, default=50,
-                    help="reverse transitions: the explorer's steps slider, 50 at notebook 05's default (a larger n "
+                    help="reverse transitions: the explorer's steps slider, 50 at notebook 06's default (a larger n "
                          "is respaced to it); 0 = every step")
     ap.add_argument("--sampler", default="ddpm")
     ap.add_argument("--projection", default="umap")

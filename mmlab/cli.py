@@ -9,6 +9,8 @@
     mmlab sweep CONFIG --out DIR [--executor ...]        a grid of datasets x methods x seeds x overrides
     mmlab report RESULTS_DIR ... --out DIR
     mmlab bench [--methods a,b]
+    mmlab extract RAW_DIR --out FILE.npz [--text ..] [--audio ..] [--face fer] [--level frame|utterance] [--workers N]
+    mmlab extract --make-sample DIR [--out FILE.npz]    the synthetic raw sample set (then extract it)
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def cmd_data(args: argparse.Namespace, extra: list[str]) -> int:
         from mmlab.evaluate import oracle_table
 
         data = load_dataset(args.name, **({"preset": args.preset} if args.preset else {}))
+        if not (data.split == args.split).any():
+            raise ConfigError(f"--split: dataset {args.name!r} has no split {args.split!r}; expected one of {data.splits}")
         rows = oracle_table(data, split=args.split)
         print(f"Bayes oracle of {args.name!r} on the {args.split} split ({int((data.split == args.split).sum())} samples)")
         print(_table(rows, ["condition", "accuracy", "macro_recall", "expected_accuracy"]))
@@ -173,6 +177,35 @@ def cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
         out=args.out,
         device=args.device,
     )
+    return 0
+
+
+# ---------------------------------------------------------------------------- extract
+def cmd_extract(args: argparse.Namespace, extra: list[str]) -> int:
+    from mmlab.extract import AudioConfig, ExtractConfig, FaceConfig, TextConfig, extract, make_raw_sample
+
+    raw = args.raw
+    if args.make_sample:
+        info = make_raw_sample(args.make_sample, n_per_class=args.n_per_class, seed=args.sample_seed,
+                               speech=args.speech)
+        print(f"wrote the SYNTHETIC raw sample set {info['path']}: {info['samples']} samples, classes "
+              f"{', '.join(info['classes'])}, speech by {info['speech']}, {info['missing_one_modality']} lacking one "
+              "modality (data_cards/raw_sample.md)")
+        if raw is None and args.out is None:
+            return 0
+        raw = raw or args.make_sample
+    if raw is None or args.out is None:
+        raise ConfigError("extract: expected RAW_DIR and --out FILE.npz (or --make-sample DIR)")
+    cfg = ExtractConfig(
+        audio=AudioConfig(extractor=args.audio), text=TextConfig(extractor=args.text), face=FaceConfig(extractor=args.face),
+        media=tuple(args.media.split(",")) if args.media else None, level=args.level, workers=args.workers,
+        skip_bad=args.skip_bad, classes=args.classes.split(",") if args.classes else None, cache_dir=args.cache_dir,
+        use_cache=not args.no_cache, device=args.device,
+    )
+    result = extract(raw, args.out, cfg)
+    for p in result.problems:
+        print(f"skipped: {p}", file=sys.stderr)
+    print(result.summary())
     return 0
 
 
@@ -323,8 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--data-root", default=None, help="where licensed datasets live (default: $MMLAB_DATA_ROOT)")
     do = dsub.add_parser("oracle", help="Bayes accuracy / macro recall per availability pattern")
     do.add_argument("name")
-    do.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    do.add_argument("--preset", default=None, help="synthetic preset (default, paper, tiny)")
+    do.add_argument("--split", default="test",
+                    help="train, valid, test or an extra test split such as test_ood (default: test)")
+    do.add_argument("--preset", default=None,
+                    help="dataset preset (synthetic: default, paper, tiny; synthetic_text: default, tiny)")
     dv = dsub.add_parser("validate", help="check a bring-your-own .npz file")
     dv.add_argument("file")
     data.set_defaults(func=cmd_data)
@@ -389,6 +424,40 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--device", default="cpu")
     bn.add_argument("--threads", type=int, default=None, help="torch threads (default: 1, or $OMP_NUM_THREADS)")
     bn.set_defaults(func=cmd_bench)
+
+    from mmlab.extract.audio import AUDIO_EXTRACTORS
+    from mmlab.extract.face import FACE_EXTRACTORS
+    from mmlab.extract.text import TEXT_EXTRACTORS
+
+    ex = sub.add_parser("extract", help="raw speech, transcripts and face images -> a bring-your-own .npz",
+                        epilog="RAW_DIR: labels.csv (id,label[,split][,y_reg]) and per id any of <id>.wav, <id>.txt, "
+                               "<id>/ (face images); a missing file is a missing modality (data_cards/raw_sample.md)")
+    ex.add_argument("raw", nargs="?", default=None, metavar="RAW_DIR", help="the raw folder")
+    ex.add_argument("--out", default=None, help="the .npz to write (atomically; checked like mmlab data validate)")
+    ex.add_argument("--text", choices=TEXT_EXTRACTORS, default="minilm_tokens",
+                    help="all-MiniLM-L6-v2 token features (T, 384), sentence vector (384) or bert-base-uncased "
+                         "token ids (default: minilm_tokens)")
+    ex.add_argument("--audio", choices=AUDIO_EXTRACTORS, default="mfcc",
+                    help="MFCC + deltas (default), or openSMILE sets (needs the opensmile package; research licence)")
+    ex.add_argument("--face", choices=FACE_EXTRACTORS, default="fer", help="the FER2013 CNN, 304-d (default: fer)")
+    ex.add_argument("--media", default=None, help="comma-separated subset of audio,text,face (default: each found)")
+    ex.add_argument("--level", choices=["frame", "utterance"], default="frame",
+                    help="frame: (N, T, D) sequences; utterance: one vector per sample (default: frame)")
+    ex.add_argument("--workers", type=int, default=1, help="processes for audio and faces (default: 1)")
+    ex.add_argument("--skip-bad", action="store_true", help="report bad files and samples and write the rest")
+    ex.add_argument("--classes", default=None, help="comma-separated allowed labels in order (else RAW_DIR/classes.txt)")
+    ex.add_argument("--cache-dir", default=None, help="feature cache (default: $MMLAB_CACHE/extract or "
+                                                      "~/.cache/mmlab/extract)")
+    ex.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
+    ex.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (the text encoder)")
+    ex.add_argument("--threads", type=int, default=None, help="torch threads of this process (default: 1)")
+    g = ex.add_argument_group("the synthetic raw sample set")
+    g.add_argument("--make-sample", default=None, metavar="DIR", help="write it into DIR (new or empty)")
+    g.add_argument("--n-per-class", type=int, default=80, help="samples per class, 4 classes (default: 80)")
+    g.add_argument("--speech", choices=["auto", "espeak", "numpy"], default="auto",
+                   help="espeak-ng when installed (auto), or the numpy synthesizer")
+    g.add_argument("--sample-seed", type=int, default=0)
+    ex.set_defaults(func=cmd_extract)
     return p
 
 

@@ -125,7 +125,7 @@ print("gap to the oracle per condition (points):", {c: round(100 * g, 1) for c, 
 # about 1 and 4). Two reasons: each modality is classified by its own learned head and the
 # available logits are simply averaged (late fusion), a fixed rule the Bayes oracle does not have
 # to follow; and the heads are learned from 3000 training samples, not from the true generator.
-# Completion methods such as ADMC (notebook 03) try to close these per-condition gaps by
+# Completion methods such as ADMC (notebook 04) try to close these per-condition gaps by
 # generating the missing features instead of filling zeros.
 
 # %% [markdown]
@@ -160,6 +160,6 @@ print(f"gap to the oracle: {100 * gap:.1f} points, i.e. the model covers {1 - ga
 # - `seed = 1112`: a new training seed and new test masks; differences of about one point between
 #   seeds are noise, not a better model.
 # - `preset = "paper", device = "cuda", epochs = 40`: IEMOCAP-sized features (on a GPU).
-# - Open **01_data_and_missingness** next (how batches, masks and the missing-modality protocols
-#   are built), then **04_missingness_explorer** to poke at any mask interactively, and
+# - Open **02_data_and_missingness** next (how batches, masks and the missing-modality protocols
+#   are built), then **05_missingness_explorer** to poke at any mask interactively, and
 #   **02**/**03** for ADMC itself.

@@ -80,7 +80,7 @@ def _prepare(root: Path, out_dir: Path) -> None:
     from mmlab.workspace import declared_parameters
 
     fast = {} if DOCS_MODE else FAST  # docs pictures: the committed CPU defaults
-    for name in ("04_missingness_explorer", "05_diffusion_step_explorer"):
+    for name in ("05_missingness_explorer", "06_diffusion_step_explorer"):
         src = ROOT / "notebooks" / f"{name}.ipynb"
         params = {k: v for k, v in fast.items() if k in declared_parameters(src)}
         params.update(interactive=True, out_dir=str(out_dir))
@@ -257,7 +257,7 @@ def test_missingness_explorer_in_jupyterlab(driver, lab):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    _open_and_run_all(driver, lab, "04_missingness_explorer")
+    _open_and_run_all(driver, lab, "05_missingness_explorer")
     box = _wait("the missingness explorer", lambda: _explorer(driver, "protocol"), RUN_TIMEOUT, driver, lab)
     _wait("the figure title", lambda: _figure_state(driver, box)["title"], 30, driver, lab)
     before = _figure_state(driver, box)
@@ -268,14 +268,14 @@ def test_missingness_explorer_in_jupyterlab(driver, lab):
         _figure_state(driver, box)), UPDATE_TIMEOUT, driver, lab)
     assert after["title"] != before["title"]
     assert after["xs"][0] != before["xs"][0] and after["ys"] != before["ys"]  # the masks and the recall bars
-    _screenshot(driver, box, "04_missingness_explorer")
+    _screenshot(driver, box, "05_missingness_explorer")
 
 
 def test_diffusion_step_explorer_slider_moves_the_figure(driver, lab):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    _open_and_run_all(driver, lab, "05_diffusion_step_explorer")
+    _open_and_run_all(driver, lab, "06_diffusion_step_explorer")
     box = _wait("the diffusion-step explorer", lambda: _explorer(driver, "start step n"), RUN_TIMEOUT, driver, lab)
     _wait("the figure title", lambda: "n=50" in _figure_state(driver, box)["title"], 30, driver, lab)
     before = _figure_state(driver, box)
@@ -290,5 +290,5 @@ def test_diffusion_step_explorer_slider_moves_the_figure(driver, lab):
     assert after["n"] == before["n"]
     assert after["xs"] != before["xs"] and after["paths"] != before["paths"]
     assert readout.text.strip() == "90"
-    path = _screenshot(driver, box, "05_diffusion_step_explorer")
+    path = _screenshot(driver, box, "06_diffusion_step_explorer")
     assert path.stat().st_size > 20_000

@@ -21,6 +21,14 @@ def test_data_oracle_prints_one_row_per_condition(capsys):
     assert "accuracy" in out and "macro_recall" in out
 
 
+def test_data_oracle_on_an_extra_test_split(capsys):
+    """`synthetic_text`'s test_ood split has an oracle of its own (the shifted word law)."""
+    assert main(["data", "oracle", "synthetic_text", "--preset", "tiny", "--split", "test_ood"]) == 0
+    assert "on the test_ood split (200 samples)" in capsys.readouterr().out
+    assert main(["data", "oracle", "synthetic_text", "--preset", "tiny", "--split", "test_foo"]) == 2
+    assert "has no split 'test_foo'" in capsys.readouterr().err
+
+
 def test_unknown_dataset_is_a_clear_error(capsys):
     assert main(["data", "oracle", "no_such_data"]) == 2
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The pure functions behind the explorer notebooks (04 missingness, 05 diffusion step n).
+"""The pure functions behind the explorer notebooks (05 missingness, 06 diffusion step n).
 
 Notebooks only wire widgets; everything a slider move computes lives here, with caches so
 that a move answers within ~2 s on a 2-core CPU:

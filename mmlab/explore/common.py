@@ -65,7 +65,7 @@ def trained_method(name: str, data: MMDataset, out_dir: str | Path | None = None
     """Train method ``name`` (or reload it: the Trainer resumes finished stages) into a cache
     folder keyed by (name, resolved config, data, seed, version): ``<out_dir>/models/...``
     inside a run, else ``$MMLAB_CACHE`` / ``~/.cache/mmlab`` (`mmlab.workspace.cache_dir`).
-    Notebooks 02, 03 and 05 ask for the same key and so share one training."""
+    Notebooks 03, 04 and 06 ask for the same key and so share one training."""
     import mmlab
     from mmlab.experiments import train_method
     from mmlab.workspace import cache_dir

@@ -1,4 +1,4 @@
-"""The diffusion explorer's pure functions (notebook 05): ADMC's reverse process from step n,
+"""The diffusion explorer's pure functions (notebook 06): ADMC's reverse process from step n,
 real vs generated features in 2-D, the unimodal head on generated features, trajectories.
 ADMC's choices A8 (standardised features) and A14 (Table 4 protocol) are listed in
 mmlab/methods/admc.py."""

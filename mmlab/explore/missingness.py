@@ -1,4 +1,4 @@
-"""The missingness explorer's pure functions (notebook 04): predictions of a trained method and
+"""The missingness explorer's pure functions (notebook 05): predictions of a trained method and
 of the Bayes oracle under seeded masks, sweeps, mask galleries and fill examples."""
 
 from __future__ import annotations

@@ -14,20 +14,20 @@
 # ---
 
 # %% [markdown]
-# # 02 · ADMC stage (a): independently trained feature networks (ITFN)
+# # 03 · ADMC stage (a): independently trained feature networks (ITFN)
 #
 # **What this notebook teaches.** ADMC first trains one encoder per modality *alone*, on
 # single-modality classification, then freezes it (Fig. 2a): an LSTM + max-pool for audio and
 # video, a TextCNN for text, each with a 2-layer FC head. Their utterance-level features are
 # standardised with train statistics (choice A8) and stacked as F⁰ = (F_a, F_v, F_t) ∈ R^{M×D}, the
-# tokens that the diffusion model of notebook 03 completes.
+# tokens that the diffusion model of notebook 04 completes.
 #
 # **Paper ties.** ADMC §3.1 and Fig. 2(a); §4.1-4.2 (encoder shapes); choices A1, A2 and A8 in
 # `mmlab/methods/admc.py`, where the paper is silent; the "w/o ITFN" ablation of Tables 1-2 is
 # `admc_wo_itfn`. Paper title: README.md, "Papers".
 #
 # **Cost.** This notebook trains ADMC once (all three stages, ~1-2 min on 2 cores with the
-# defaults; notebooks 03 and 05 reuse it). Paper scale: `preset="paper", device="cuda",
+# defaults; notebooks 04 and 06 reuse it). Paper scale: `preset="paper", device="cuda",
 # admc_preset="paper", admc_overrides=[]`.
 
 # %% tags=["parameters"]
@@ -48,7 +48,7 @@ from mmlab.data.synthetic import make_synthetic
 from mmlab.methods.oracle import oracle_of
 
 workspace.setup_notebook(threads=threads, seed=seed)
-rec = workspace.NotebookRecorder("02_encoders_itfn", out_dir)
+rec = workspace.NotebookRecorder("03_encoders_itfn", out_dir)
 data = make_synthetic(preset=preset)
 print(data.describe())
 

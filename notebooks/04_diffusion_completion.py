@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 03 · ADMC stages (b) and (c): diffusion completion of missing modalities (MMCR)
+# # 04 · ADMC stages (b) and (c): diffusion completion of missing modalities (MMCR)
 #
 # **What this notebook teaches.** How the attention-based diffusion network (ADN) fills in a
 # missing modality: the forward process noises the stacked features (Eq. 1), the noise
@@ -29,7 +29,7 @@
 # A4-A7 and A14 listed in `mmlab/methods/admc.py` apply. Each equation is written out below next
 # to the lines of `mmlab` that compute it.
 #
-# **Cost.** Reuses the ADMC trained by notebook 02 (trains it if run alone); ~1 min.
+# **Cost.** Reuses the ADMC trained by notebook 03 (trains it if run alone); ~1 min.
 
 # %% tags=["parameters"]
 preset = "default"   # synthetic dataset: "tiny" (tests), "default" (2-core CPU), "paper" (IEMOCAP sizes, GPU)
@@ -53,7 +53,7 @@ from mmlab.data.synthetic import make_synthetic
 from mmlab.methods.oracle import oracle_of
 
 workspace.setup_notebook(threads=threads, seed=seed)
-rec = workspace.NotebookRecorder("03_diffusion_completion", out_dir)
+rec = workspace.NotebookRecorder("04_diffusion_completion", out_dir)
 data = make_synthetic(preset=preset)
 print(data.describe())
 
@@ -276,5 +276,5 @@ print("gap per condition (points):", {c: round(100 * g, 1) for c, g in gaps.item
 #   information (ADMC is retrained for the new config; expect little change with a learned ADN,
 #   docs/admc_results.md §3).
 # - `admc_preset = "paper", admc_overrides = {}, device = "cuda"`: the paper's sizes.
-# - Open **05_diffusion_step_explorer** next to watch the generated features against the real
+# - Open **06_diffusion_step_explorer** next to watch the generated features against the real
 #   ones as $n$ moves, or **90_benchmark_report** for ADMC against the other methods.

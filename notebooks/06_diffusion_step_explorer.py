@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 05 · Diffusion-step explorer: real vs generated features as the start step n moves
+# # 06 · Diffusion-step explorer: real vs generated features as the start step n moves
 #
 # **What this notebook teaches.** ADMC generates a missing modality by starting its token from
 # Gaussian noise and running the reverse process from an intermediate step n (Eq. 3), putting
@@ -25,7 +25,7 @@
 #
 # Move n, the sampler (DDPM or DDIM) and the number of steps, and watch the generated features
 # against the real ones in 2-D (Fig. 3), the accuracy of the unimodal head on the generated
-# features (Table 4) and one sample's denoising trajectory. Notebook 03 shows the code of both
+# features (Table 4) and one sample's denoising trajectory. Notebook 04 shows the code of both
 # equations.
 #
 # **The paper's claim, tested here.** "ADMC: Attention-based Diffusion Model for Missing
@@ -42,7 +42,7 @@
 # **How it works.** Every control calls `mmlab.explore.diffusion_view`: the test features are
 # encoded once, completions are cached per (modality, n, sampler, steps), the projection is fitted
 # once on the real features (UMAP `transform` places the generated ones; t-SNE is fitted jointly
-# and cached). Reuses the ADMC of notebook 02; ~1 min with the defaults (UMAP compiles once).
+# and cached). Reuses the ADMC of notebook 03; ~1 min with the defaults (UMAP compiles once).
 
 # %% tags=["parameters"]
 preset = "default"   # synthetic dataset: "tiny" (tests), "default" (2-core CPU), "paper" (IEMOCAP sizes, GPU)
@@ -71,7 +71,7 @@ from mmlab import explore, viz, workspace
 from mmlab.data.synthetic import make_synthetic
 
 workspace.setup_notebook(threads=threads, seed=seed)
-rec = workspace.NotebookRecorder("05_diffusion_step_explorer", out_dir)
+rec = workspace.NotebookRecorder("06_diffusion_step_explorer", out_dir)
 data = make_synthetic(preset=preset)
 print(data.describe())
 
@@ -198,5 +198,5 @@ print("generated-to-real distance by n:", {r["start_step"]: round(r["distance"],
 #   fed clean, v-prediction, the full chain). On `synthetic` the generated cloud should now split
 #   by class like the exact-conditional diamonds (docs/admc_results.md §3b has the measured
 #   accuracy and variance ratio against the exact conditional).
-# - Go back to **03_diffusion_completion** for the code of Eq. 1-6 and why MMCR still works, or
+# - Go back to **04_diffusion_completion** for the code of Eq. 1-6 and why MMCR still works, or
 #   open **90_benchmark_report** for ADMC against the other methods on the same masks.

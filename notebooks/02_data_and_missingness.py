@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 01 · Data and missingness: the batch contract, protocols and fill policies
+# # 02 · Data and missingness: the batch contract, protocols and fill policies
 #
 # **What this notebook teaches.** How a batch carries named modalities with padding, observation
 # and availability masks; how every missing-modality protocol of the three papers draws masks
@@ -44,7 +44,7 @@ from mmlab.evaluate import oracle_table
 from mmlab.methods.oracle import oracle_of
 
 workspace.setup_notebook(threads=threads, seed=seed)
-rec = workspace.NotebookRecorder("01_data_and_missingness", out_dir)
+rec = workspace.NotebookRecorder("02_data_and_missingness", out_dir)
 data = make_synthetic(preset=preset)
 print(data.describe())
 
@@ -108,7 +108,7 @@ rec.show(viz.feature_heatmaps(panels, title=f"Sample 0, modality {data.modalitie
 # %% [markdown]
 # ## 6. The cost of missingness for the best possible classifier (ADMC Table 3 protocol)
 #
-# The Bayes oracle itself under increasing rates: an upper bound for every curve of notebook 04
+# The Bayes oracle itself under increasing rates: an upper bound for every curve of notebook 05
 # and of the benchmark report.
 
 # %%

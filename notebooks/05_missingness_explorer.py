@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 04 · Missingness explorer: predictions under any mask vs the Bayes oracle
+# # 05 · Missingness explorer: predictions under any mask vs the Bayes oracle
 #
 # **What this notebook teaches.** Pick a protocol (a fixed pattern, ADMC's rate drop, RMM,
 # RMFM, CPM's η), a rate, a fill policy and a mask seed, and see at once how the trained model's
@@ -48,7 +48,7 @@ from mmlab import explore, viz, workspace
 from mmlab.data.synthetic import make_synthetic
 
 workspace.setup_notebook(threads=threads, seed=seed)
-rec = workspace.NotebookRecorder("04_missingness_explorer", out_dir)
+rec = workspace.NotebookRecorder("05_missingness_explorer", out_dir)
 data = make_synthetic(preset=preset)
 print(data.describe())
 
