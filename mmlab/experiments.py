@@ -161,6 +161,12 @@ COMPARISON_METHODS: tuple[str, ...] = (
     "admc", "admc_cond", "admc_wo_adn", "admc_wo_itfn", "admc_use_itfn", "admc_joint",
     "zero_fill", "mean_fill", "full_zero", "ae", "cra", "mmin", "pooled_linear",
 )
+# Registered methods the full suite leaves out, and why (each is measured on its own; README "Results")
+OUTSIDE_FULL_SUITE: dict[str, str] = {
+    "reference": "the small model of the tests and the quickstart, not a published method",
+    **dict.fromkeys(("cider", "cider_wo_mssd", "cider_wo_maci"),
+                    "reads token text (synthetic_text, test_ood); about 15 min per run on the CPU default"),
+}
 # The full comparison (issue #5): the three-modality pattern and rate sweeps on `synthetic`;
 # on six-view `handwritten` the CPM-Nets eta sweep, the rate sweep and the full input (its 63
 # view subsets are not a "six patterns" table).

@@ -24,6 +24,7 @@ Cite a paper by title, arXiv id or venue/year, and section/equation/table instea
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -50,7 +51,9 @@ PRIVATE = [  # (pattern, what it cites)
     (r"\bCIDer (?:Table \w+ )?§\d", "a section CIDer does not have (the private spec's numbering)"),
 ]
 ADMC_LABEL = re.compile(r"\bA(?:1[0-8]|[1-9])\b")
-OTHER_LABEL = re.compile(r"(?:spec |choice |\(|, |/)(?:B(?:2[01]|1\d|[1-9])|C(?:1[0-3]|[1-9]))\b")
+# a paper's ambiguity labels are defined in its method file's module docstring
+LABEL_HOMES = {"B": "mmlab/methods/cider.py", "C": "mmlab/methods/cmarr.py"}
+OTHER_LABEL = re.compile(r"(?:spec |choice |\(|, |/)(B(?:2[01]|1\d|[1-9])|C(?:1[0-4]|[1-9]))\b")
 EXTS = (".md", ".py", ".ipynb", ".npz", ".csv", ".json", ".yml", ".yaml", ".toml", ".txt", ".html", ".png")
 BACKTICKS = re.compile(r"`{1,2}([^`\n]+?)`{1,2}")
 MD_LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -158,11 +161,23 @@ def test_ambiguity_labels_point_to_their_list():
             if name != ADMC and ADMC not in context and ADMC_LABEL.search(line):
                 bad.append(f"{name}:{i}: ADMC choice {ADMC_LABEL.search(line).group()} without "
                            f"naming {ADMC}: {line.strip()[:100]}")
-            m = OTHER_LABEL.search(line)
-            if m:
-                bad.append(f"{name}:{i}: label {m.group().strip(' (,/')} is defined nowhere in the "
-                           f"repository: {line.strip()[:100]}")
+            for m in OTHER_LABEL.finditer(line):
+                label, home = m.group(1), LABEL_HOMES[m.group(1)[0]]
+                if name != home and home not in context:
+                    bad.append(f"{name}:{i}: label {label} without naming {home}, where it is defined: "
+                               f"{line.strip()[:100]}")
+                elif label not in _defined(home):
+                    bad.append(f"{name}:{i}: label {label} is not defined in {home}'s docstring: {line.strip()[:100]}")
     assert not bad, "ambiguity labels a user cannot look up:\n" + "\n".join(bad)
+
+
+def _defined(home: str) -> set[str]:
+    """Labels a method file defines: those named in its module docstring (its list of choices)."""
+    path = ROOT / home
+    if not path.exists():
+        return set()
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    return set(re.findall(r"\b[ABC]\d{1,2}\b", doc))
 
 
 @pytest.mark.parametrize("token, part", [

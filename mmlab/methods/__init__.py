@@ -35,6 +35,10 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "cra": (_IMPUTE, {"imputer": "cra"}),
     "mmin": ("mmlab.methods.baselines.mmin:MMIN", {}),
     "pooled_linear": ("mmlab.methods.pooled_linear:PooledLinear", {}),  # per-pattern logistic regression
+    # CIDer (mmlab/methods/cider.py) and rows of its Table V
+    "cider": ("mmlab.methods.cider:CIDer", {}),
+    "cider_wo_mssd": ("mmlab.methods.cider:CIDer", {"mssd": False}),
+    "cider_wo_maci": ("mmlab.methods.cider:CIDer", {"head": "linear", "counterfactual": False}),
 }
 
 
