@@ -166,6 +166,9 @@ OUTSIDE_FULL_SUITE: dict[str, str] = {
     "reference": "the small model of the tests and the quickstart, not a published method",
     **dict.fromkeys(("cider", "cider_wo_mssd", "cider_wo_maci"),
                     "reads token text (synthetic_text, test_ood); about 15 min per run on the CPU default"),
+    **dict.fromkeys(("cmarr", "cmarr_baseline", "cmarr_wo_udcl", "cmarr_wo_spcl", "cmarr_wo_attention", "cmarr_point",
+                     "cmarr_alpha01", "dicmor"),
+                    "CM-ARR's Table 3 and its competitor, measured on their own (docs/results/cmarr/); 2-7 min per run"),
 }
 # The full comparison (issue #5): the three-modality pattern and rate sweeps on `synthetic`;
 # on six-view `handwritten` the CPM-Nets eta sweep, the rate sweep and the full input (its 63

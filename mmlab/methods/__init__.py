@@ -15,6 +15,7 @@ from mmlab.errors import ConfigError
 
 # name: ("module:Class", {dotted config overrides})
 _ADMC = "mmlab.methods.admc:ADMC"
+_CMARR = "mmlab.methods.cmarr:CMARR"
 _FILL, _IMPUTE = "mmlab.methods.baselines.fill:FillFusion", "mmlab.methods.baselines.impute:ImputeClassify"
 METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "reference": ("mmlab.methods.reference:ZeroFillLateFusion", {}),
@@ -27,6 +28,15 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     # ours: a conditional v-prediction ADN sampled from n = N (respaced DDPM-50), K chosen on valid
     "admc_cond": (_ADMC, {"adn.training": "conditional", "diffusion.prediction": "v", "diffusion.start_step": 1000,
                           "diffusion.sampler": "ddpm", "sample_steps": 50, "k_grid": [1, 4], "table4_steps": [1000]}),
+    # CM-ARR (mmlab/methods/cmarr.py) and the rows of its Table 3
+    "cmarr": (_CMARR, {}),
+    "cmarr_baseline": (_CMARR, {"udcl": False, "spcl": False, "reconstruct": False, "train_on": "full",
+                                "validate_on": "full"}),
+    "cmarr_wo_udcl": (_CMARR, {"udcl": False}),
+    "cmarr_wo_spcl": (_CMARR, {"spcl": False}),
+    "cmarr_wo_attention": (_CMARR, {"umc_attention": False}),
+    "cmarr_point": (_CMARR, {"contrastive.similarity": "cosine"}),
+    "cmarr_alpha01": (_CMARR, {"alpha": 0.1}),  # ours: a lighter UDCL weight, chosen on valid (C14)
     # baselines (mmlab/methods/baselines/)
     "zero_fill": (_FILL, {"fill": "zero"}),
     "mean_fill": (_FILL, {"fill": "mean"}),
@@ -34,6 +44,7 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "ae": (_IMPUTE, {"imputer": "ae"}),
     "cra": (_IMPUTE, {"imputer": "cra"}),
     "mmin": ("mmlab.methods.baselines.mmin:MMIN", {}),
+    "dicmor": ("mmlab.methods.baselines.dicmor:DiCMoR", {}),
     "pooled_linear": ("mmlab.methods.pooled_linear:PooledLinear", {}),  # per-pattern logistic regression
     # CIDer (mmlab/methods/cider.py) and rows of its Table V
     "cider": ("mmlab.methods.cider:CIDer", {}),
