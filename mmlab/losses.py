@@ -62,8 +62,9 @@ class ContrastiveConfig:
     """``similarity``: "w2" (negative 2-Wasserstein, Eq. 5) or "cosine" (points, the "w/ Point"
     ablation). ``w2_use_variance``: literal Eq. 1 on variances instead of stds (CM-ARR C6).
     ``w2_reduce``: "sum" (Eq. 1) or "mean" (divided by the dimension, `w2_distance`).
-    ``a_init`` / ``b_init``: initial scale (< 0) and shift of S = a * D_2W + b; a is clamped to
-    at most ``a_max``. ``tau_init``: initial temperature; log tau is learned when
+    ``a_init`` / ``b_init``: initial scale (< 0) and shift of S = a * D_2W + b; a stays below
+    ``a_max`` (a = a_max - softplus(a_raw)); b cancels in the InfoNCE softmax (it has no gradient
+    and is kept for Eq. 5's form). ``tau_init``: initial temperature; log tau is learned when
     ``learn_tau``, and tau is clamped to at least ``tau_min``."""
 
     similarity: str = "w2"
@@ -102,7 +103,10 @@ class ContrastiveSimilarity(nn.Module):
     def __init__(self, cfg: ContrastiveConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or ContrastiveConfig()
-        self.a = nn.Parameter(torch.tensor(float(cfg.a_init)))
+        # a = a_max - softplus(a_raw) < 0 with a gradient everywhere (a clamp would freeze UDCL
+        # for good once an optimiser step crossed a_max)
+        gap = float(cfg.a_max - cfg.a_init)
+        self.a_raw = nn.Parameter(torch.tensor(gap + math.log(-math.expm1(-gap)) if gap > 0 else -20.0))
         self.b = nn.Parameter(torch.tensor(float(cfg.b_init)))
         log_tau = torch.tensor(math.log(cfg.tau_init))
         if cfg.learn_tau:
@@ -115,8 +119,8 @@ class ContrastiveSimilarity(nn.Module):
         return self.log_tau.exp().clamp_min(self.cfg.tau_min)
 
     def scale(self) -> Tensor:
-        """a, clamped to stay negative (a larger distance must mean a smaller similarity)."""
-        return self.a.clamp(max=self.cfg.a_max)
+        """a < a_max < 0 (a larger distance must mean a smaller similarity)."""
+        return self.cfg.a_max - F.softplus(self.a_raw)
 
     def similarity(self, a: Gaussian | Tensor, b: Gaussian | Tensor) -> Tensor:
         """(N, M) similarity matrix S(a_i, b_j)."""

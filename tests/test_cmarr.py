@@ -138,6 +138,11 @@ def test_resample_is_adaptive_average_pooling_of_valid_frames():
         want = F.adaptive_avg_pool1d(x[b, : lengths[b]].T[None], 4)[0].T
         torch.testing.assert_close(out[b], want)
     assert torch.equal(out[2], torch.zeros(4, 5))
+    # a frame mask with holes pools the observed frames, wherever they are
+    holes = torch.zeros(1, 7, dtype=torch.bool)
+    holes[0, [1, 3, 4, 6]] = True
+    want = F.adaptive_avg_pool1d(x[0, [1, 3, 4, 6]].T[None], 4)[0].T
+    torch.testing.assert_close(resample(x[:1], holes, 4)[0][0], want)
     # padding values never matter
     noisy = x.clone()
     noisy[~mask] = 1e3
@@ -192,9 +197,10 @@ def test_padding_never_changes_predictions(trained, tiny):
     batch = tiny.subset("valid").batch(np.arange(8))
     longer = masked(batch, ("A", "T")).for_eval()
     base = method.predict_logits(longer)
-    longer.feats["V"] = torch.cat([longer.feats["V"], torch.full((8, 3, longer.feats["V"].shape[2]), 9.0)], 1)
+    # padding of an *available* modality (A), which the model reads
+    longer.feats["A"] = torch.cat([longer.feats["A"], torch.full((8, 3, longer.feats["A"].shape[2]), 9.0)], 1)
     for d in (longer.pad_mask, longer.obs_mask):
-        d["V"] = torch.cat([d["V"], torch.zeros(8, 3, dtype=torch.bool)], 1)
+        d["A"] = torch.cat([d["A"], torch.zeros(8, 3, dtype=torch.bool)], 1)
     with torch.no_grad():
         torch.testing.assert_close(method.predict_logits(longer), base.detach())
 
@@ -222,6 +228,29 @@ def test_rec_loss_trains_the_flows_unless_detached(tiny):
         F.mse_loss(x_hat, rep["x"]["T"][rows].detach()).backward()
         grad = sum(float(p.grad.abs().sum()) for p in method.flows["T"].parameters() if p.grad is not None)
         assert (grad > 0) == reaches, name
+        trained_after = [method.rec["T"], *([method.z_mix["T"]] if name == "dicmor" else [])]
+        for module in trained_after:  # what comes after the (detached) inverse flow still learns
+            assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()), name
+
+
+def test_natively_missing_rows_give_no_targets_and_no_udcl_pairs(tiny):
+    """A row that lacks T natively (batch.avail before the training mask) is no Eq. 9 target
+    and no UDCL positive: the losses equal those of the batch without that row's T at all."""
+    torch.manual_seed(0)
+    method = make_method("cmarr", tiny)
+    train_logs(method, tiny)
+    batch = tiny.subset("train").batch(np.arange(12))
+    native = batch.avail.clone()
+    native[:4, tiny.modalities.index("T")] = False
+    gen_rows = masked(batch, ("A", "V"))  # T masked out for every row: reconstructed everywhere
+    torch.manual_seed(1)
+    _, logs = method.training_loss(gen_rows, native=native)
+    junk = masked(batch, ("A", "V"))
+    junk.complete = {**junk.complete_feats(), "T": junk.complete_feats()["T"].clone()}
+    junk.complete["T"][:4] = 1e3  # the filler of natively missing rows: never a target
+    torch.manual_seed(1)
+    _, logs_junk = method.training_loss(junk, native=native)
+    assert logs_junk["rec"] == pytest.approx(logs["rec"]) and logs_junk["udcl"] == pytest.approx(logs["udcl"])
 
 
 def test_dicmor_has_class_priors(tiny):

@@ -18,7 +18,7 @@ def test_w2_by_hand():
     b = (torch.tensor([[3.0, 4.0]]), torch.tensor([[4.0, 9.0]]))
     # ||mu||^2 = 25; stds (1, 1) vs (2, 3): 1 + 4 = 5
     assert w2_distance(a, b).item() == pytest.approx(30.0)
-    # literal Eq. 1 on variances: 9 + 64 = 73
+    # literal Eq. 1 on variances: 25 + 9 + 64 = 98
     assert w2_distance(a, b, use_variance=True).item() == pytest.approx(98.0)
     assert w2_distance(a, a).item() == pytest.approx(0.0, abs=1e-6)
 
@@ -68,15 +68,18 @@ def test_w2_similarity_loss_matches_loop():
 
 def test_scale_stays_negative_and_parameters_learn():
     sim = ContrastiveSimilarity()
-    assert sim.a.item() == -1.0 and sim.b.item() == 0.0
+    assert sim.scale().item() == pytest.approx(-1.0) and sim.b.item() == 0.0
     assert sim.tau.item() == pytest.approx(0.07)
     a = (torch.randn(3, 2), torch.rand(3, 2) + 0.1)
     b = (torch.randn(3, 2), torch.rand(3, 2) + 0.1)
     sim(a, b).backward()
-    assert sim.a.grad is not None and sim.log_tau.grad is not None and sim.a.grad.abs() > 0
+    assert sim.a_raw.grad is not None and sim.log_tau.grad is not None and sim.a_raw.grad.abs() > 0
     with torch.no_grad():
-        sim.a.fill_(0.5)  # an optimiser step that crossed zero
-    assert sim.scale().item() == pytest.approx(sim.cfg.a_max)
+        sim.a_raw.fill_(-30.0)  # optimiser steps that pushed a up to its bound
+    assert sim.scale().item() == pytest.approx(sim.cfg.a_max) and sim.scale().item() < 0
+    sim.zero_grad()
+    sim(a, b).backward()
+    assert sim.a_raw.grad.abs() > 0  # never frozen: a clamp would have no gradient here
     fixed = ContrastiveSimilarity(ContrastiveConfig(learn_tau=False))
     assert "log_tau" not in dict(fixed.named_parameters())
 

@@ -84,7 +84,7 @@ from mmlab.missing import Full, RandomPattern, all_patterns, random_mask_batch
 from mmlab.nn.attention import Block
 from mmlab.nn.cmarr_modules import UMC, CrossAttentionBlock, Reconstructor, pool_gaussian, resample
 from mmlab.nn.encoders import MLPHead
-from mmlab.nn.flow import FlowConfig, Glow
+from mmlab.nn.flow import ActNorm, FlowConfig, Glow
 
 
 @dataclass
@@ -182,6 +182,7 @@ class CMARR(Method):
 
     def __init__(self, cfg: CMARRConfig | None, data: MMDataset):
         super().__init__()
+        self._flows_ready: set[str] = set()  # modalities whose flow has initialised every ActNorm
         self.cfg = cfg = cfg or CMARRConfig()
         self.modalities = mods = tuple(data.modalities)
         if len(mods) < 2:
@@ -233,9 +234,19 @@ class CMARR(Method):
         return {m: self.umc[m](feats[m], masks[m]) for m in self.modalities}
 
     def udcl_loss(self, gauss: dict[str, tuple[Tensor, Tensor]], masks: dict[str, Tensor]) -> Tensor:
-        """Eq. 2 summed over every pair of modalities, on utterance Gaussians (Eqs. 1, 3-5)."""
+        """Eq. 2 summed over every pair of modalities, on utterance Gaussians (Eqs. 1, 3-5); a pair
+        is scored on the rows that have both modalities (all of them, unless some are natively
+        missing)."""
         pooled = {m: pool_gaussian(*gauss[m], masks[m]) for m in self.modalities}
-        return sum(self.similarity(pooled[n], pooled[m]) for n, m in itertools.combinations(self.modalities, 2))
+        has = {m: masks[m].any(1) for m in self.modalities}
+        total = next(iter(gauss.values()))[0].new_zeros(())
+        for n, m in itertools.combinations(self.modalities, 2):
+            both = has[n] & has[m]
+            if both.all():
+                total = total + self.similarity(pooled[n], pooled[m])
+            elif int(both.sum()) >= 2:
+                total = total + self.similarity(tuple(t[both] for t in pooled[n]), tuple(t[both] for t in pooled[m]))
+        return total
 
     # ------------------------------------------------------------------------------ reconstruction
     def project(self, x: Tensor, mask: Tensor, m: str) -> tuple[Tensor, Tensor]:
@@ -252,14 +263,13 @@ class CMARR(Method):
         w = avail[rows].to(z[m].dtype)
         w[:, j] = 0
         src = [k for k in self.modalities if k != m]
+        cut = (lambda t: t.detach()) if self.cfg.detach_inverse else (lambda t: t)  # noqa: E731
         if self.cfg.z_fusion == "mean":
             z_sum = sum(w[:, self.modalities.index(k), None, None] * z[k][rows] for k in src)
-            x_tilde = self.flows[m].inverse(z_sum / w.sum(1).clamp_min(1.0)[:, None, None])
-        else:  # DiCMoR: every available source through F_m^-1, fused by a 1x1 conv
-            parts = [w[:, self.modalities.index(k), None, None] * self.flows[m].inverse(z[k][rows]) for k in src]
+            x_tilde = cut(self.flows[m].inverse(z_sum / w.sum(1).clamp_min(1.0)[:, None, None]))
+        else:  # DiCMoR: every available source through F_m^-1 (detached there), fused by a trained 1x1 conv
+            parts = [w[:, self.modalities.index(k), None, None] * cut(self.flows[m].inverse(z[k][rows])) for k in src]
             x_tilde = self.z_mix[m](torch.cat(parts, -1))
-        if self.cfg.detach_inverse:
-            x_tilde = x_tilde.detach()
         return self.rec[m](x_tilde)
 
     # ------------------------------------------------------------------------------ refinement
@@ -274,14 +284,17 @@ class CMARR(Method):
         return self.head(self.self_attn(h).mean(1))
 
     # ------------------------------------------------------------------------------ forward
-    def represent(self, batch: MMBatch, training: bool = False) -> dict[str, Any]:
+    def represent(self, batch: MMBatch, training: bool = False, native: Tensor | None = None) -> dict[str, Any]:
         """The whole pipeline. ``training``: encode the complete features (UDCL and the Eq. 9
-        targets need them; available modalities are unchanged by the fill). Returns the fusion
-        inputs ``x_in``, the projections ``x``, latents ``z``, log-dets, reconstructions and the
-        per-frame Gaussians."""
+        targets need them; available modalities are unchanged by the fill), except modalities a
+        row lacks natively (``native``, (B, M) bool, the batch's availability before training
+        masks). Returns the fusion inputs ``x_in``, the projections ``x``, latents ``z``,
+        log-dets, reconstructions and the per-frame Gaussians."""
         cfg, mods = self.cfg, self.modalities
         if training and cfg.reconstruct:
-            feats, masks = batch.complete_feats(), batch.pad_mask
+            feats, masks = batch.complete_feats(), dict(batch.pad_mask)
+            if native is not None and not bool(native.all()):
+                masks = {m: masks[m] & native[:, j, None] for j, m in enumerate(mods)}
         else:  # the filled batch; without reconstruction (the Baseline) a missing modality's zeros enter
             feats, masks = batch.feats, (batch.obs_mask if cfg.reconstruct else batch.pad_mask)
         gauss = self.align(feats, masks) if self.uses_umc else {}
@@ -295,6 +308,8 @@ class CMARR(Method):
             return out
         avail = batch.avail
         for j, m in enumerate(mods):
+            if training:
+                self._initialize_flow(m, x[m], present[m])
             rows_mask = present[m] & avail[:, j, None]
             out["z"][m], out["logdet"][m] = self.flows[m](x[m], rows_mask)  # Eq. 6
         for j, m in enumerate(mods):
@@ -307,6 +322,19 @@ class CMARR(Method):
             x_in[rows] = x_hat
             out["x_in"][m] = x_in
         return out
+
+    def _initialize_flow(self, m: str, x: Tensor, present: Tensor) -> None:
+        """ActNorm's one data-dependent initialisation (Glow §3.1) on every row that has m, not
+        only the rows the training mask keeps (a flow's inverse is used before its forward sees
+        an available row)."""
+        if m in self._flows_ready:
+            return
+        acts = [a for a in self.flows[m].modules() if isinstance(a, ActNorm)]
+        if not all(bool(a.initialized) for a in acts) and bool(present.any()):
+            with torch.no_grad():
+                self.flows[m](x.detach(), present)
+        if all(bool(a.initialized) for a in acts):
+            self._flows_ready.add(m)
 
     def predict_logits(self, batch: MMBatch) -> Tensor:
         return self.fuse(self.represent(batch)["x_in"])
@@ -327,10 +355,11 @@ class CMARR(Method):
             count = count + float(rows.sum()) * z.shape[1] * z.shape[2]
         return total / max(count, 1.0)
 
-    def training_loss(self, batch: MMBatch) -> tuple[Tensor, dict[str, float]]:
-        """Eq. 14 on a masked train batch (``batch.complete`` holds the complete features)."""
+    def training_loss(self, batch: MMBatch, native: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+        """Eq. 14 on a masked train batch (``batch.complete`` holds the complete features;
+        ``native``: which rows have each modality at all, before the training mask)."""
         cfg = self.cfg
-        rep = self.represent(batch, training=True)
+        rep = self.represent(batch, training=True, native=native)
         ce = F.cross_entropy(self.fuse(rep["x_in"]), batch.y)
         loss, logs = ce, {"ce": float(ce.detach())}
         if cfg.udcl:
@@ -342,6 +371,9 @@ class CMARR(Method):
         if cfg.reconstruct:
             sse, n = 0.0, 0
             for m, (rows, x_hat) in rep["x_hat"].items():  # Eq. 9, target detached
+                if native is not None:  # no target where the row lacks m natively
+                    keep = native[rows, self.modalities.index(m)]
+                    rows, x_hat = rows[keep], x_hat[keep]
                 sse = sse + F.mse_loss(x_hat, rep["x"][m][rows].detach(), reduction="sum")
                 n += x_hat.numel()
             rec = sse / n if n else ce.new_zeros(())
@@ -368,7 +400,7 @@ class CMARR(Method):
             else:  # C1 alternative: one condition for the whole batch
                 k = len(patterns) if rng.random() < sampler.p_full else int(rng.integers(0, len(patterns)))
                 gen = Full() if k == len(patterns) else RandomPattern(p_full=0.0, patterns=[patterns[k]])
-            return self.training_loss(random_mask_batch(batch, gen, self.fill, rng))
+            return self.training_loss(random_mask_batch(batch, gen, self.fill, rng), native=batch.avail)
 
         validate = Validation(logits=self.predict_logits, patterns=cfg.validate_on)
         return [Stage("cmarr", [self], loss, validate, config=cfg.train)]

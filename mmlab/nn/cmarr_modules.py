@@ -76,18 +76,18 @@ def pool_gaussian(mu: Tensor, var: Tensor, mask: Tensor) -> tuple[Tensor, Tensor
 def resample(x: Tensor, mask: Tensor, length: int) -> tuple[Tensor, Tensor]:
     """Adaptive average pooling of each row's valid frames to ``length`` frames (choice C2).
 
-    Row b with L real frames (assumed to come first, then padding): output frame j is the mean of
-    frames floor(j L / length) .. ceil((j + 1) L / length) - 1, as ``adaptive_avg_pool1d`` on the
-    row's real frames (a short row repeats frames). Returns (B, length, d) and the (B, length)
+    Row b with L valid frames (anywhere in the row: a frame mask may have holes): output frame j
+    is the mean of the valid frames of rank floor(j L / length) .. ceil((j + 1) L / length) - 1,
+    as ``adaptive_avg_pool1d`` on the row's valid frames (a short row repeats frames). Returns (B, length, d) and the (B, length)
     mask, all True for rows with a real frame and all False (zeros) for the others.
     """
-    b, t, _ = x.shape
+    b = x.shape[0]
     n = mask.sum(1).to(x.dtype)  # (B,)
     j = torch.arange(length, device=x.device, dtype=x.dtype)
     start = torch.floor(j[None] * n[:, None] / length)  # (B, length)
     end = torch.ceil((j[None] + 1) * n[:, None] / length)
-    pos = torch.arange(t, device=x.device, dtype=x.dtype)
-    w = ((pos[None, None] >= start[..., None]) & (pos[None, None] < end[..., None])).to(x.dtype)  # (B, length, T)
+    pos = (mask.cumsum(1) - 1).to(x.dtype)[:, None, :]  # each frame's rank among the row's valid frames
+    w = ((pos >= start[..., None]) & (pos < end[..., None])).to(x.dtype)  # (B, length, T)
     w = w * mask[:, None, :].to(x.dtype)
     out = w @ x / w.sum(-1, keepdim=True).clamp_min(1.0)
     present = mask.any(1)
