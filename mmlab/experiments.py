@@ -164,7 +164,7 @@ COMPARISON_METHODS: tuple[str, ...] = (
 # Registered methods the full suite leaves out, and why (each is measured on its own; README "Results")
 OUTSIDE_FULL_SUITE: dict[str, str] = {
     "reference": "the small model of the tests and the quickstart, not a published method",
-    **dict.fromkeys(("cider", "cider_wo_mssd", "cider_wo_maci"),
+    **dict.fromkeys(("cider", "cider_wo_mssd", "cider_wo_maci", "cider_rate_cv"),
                     "reads token text (synthetic_text, test_ood); about 15 min per run on the CPU default"),
     **dict.fromkeys(("cmarr", "cmarr_baseline", "cmarr_wo_udcl", "cmarr_wo_spcl", "cmarr_wo_attention", "cmarr_point",
                      "cmarr_alpha01", "dicmor"),

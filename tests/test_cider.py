@@ -207,6 +207,30 @@ def test_counterfactual_keeps_bias_words_and_specials(method, tiny):
     assert method.counterfactual_ids(ids).tolist() == [[CLS_ID, k, MASK_ID, UNK_ID, SEP_ID, PAD_ID]]
 
 
+def test_bias_words_by_rate_separate_what_raw_counts_cannot(tiny):
+    """On synthetic_text (unequal classes) Eq. 27 on raw counts keeps every seen word, filler
+    included, and says so; on per-class rates it keeps fewer, dropping filler words."""
+    train = tiny.subset("train")
+    raw = make_method("cider", tiny, ["--mct.layers=1", "--mct.heads=2"], seed=0)
+    with pytest.warns(UserWarning, match="kept every one of the"):
+        kept_raw = raw.fit_bias_words(train)
+    rate = make_method("cider_rate_cv", tiny, ["--mct.layers=1", "--mct.heads=2"], seed=0)
+    kept_rate = rate.fit_bias_words(train)
+    assert raw.calibrate(tiny.subset("valid"))["bias_words"]["kept"] == raw.bias_word_report["seen"]
+    assert 0 < len(kept_rate) < len(kept_raw)
+    from mmlab.data.synthetic_text import FILLER_WORDS, WORD_IDS
+
+    filler = {WORD_IDS[w] for w in FILLER_WORDS}
+    # (on the default preset: raw keeps all 24 filler words, rate 1 of 24; tiny's few rows leave noise)
+    assert filler <= set(kept_raw.tolist()) and len(filler & set(kept_rate.tolist())) < len(filler)
+
+
+def test_tau_is_kept_in_checkpoints(method):
+    method.set_test_options(tau=0.3)
+    assert method.state_dict()["tau_value"].item() == pytest.approx(0.3)
+    method.set_test_options(tau=0.0)
+
+
 def test_prototypes_from_train_split(method, tiny):
     train = tiny.subset("train")
     method.fit_prototypes(train)

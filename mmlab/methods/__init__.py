@@ -50,6 +50,7 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "cider": ("mmlab.methods.cider:CIDer", {}),
     "cider_wo_mssd": ("mmlab.methods.cider:CIDer", {"mssd": False}),
     "cider_wo_maci": ("mmlab.methods.cider:CIDer", {"head": "linear", "counterfactual": False}),
+    "cider_rate_cv": ("mmlab.methods.cider:CIDer", {"bias_counts": "rate"}),  # ours: Eq. 27 on per-class rates
 }
 
 

@@ -25,6 +25,11 @@ Code-vs-paper choices (numbers of the CIDer discrepancy list):
   encoder, then over the class; A / V: mean over real frames, then over the class); at valid /
   test every prototype is replaced by the uniform mean of the train class means and the prior
   is uniform (footnote 4, without reading any label of the evaluated split);
+- ours, ``bias_counts``: Eq. 27's CV on raw per-class counts ("raw", paper and code) or on
+  per-class rates ("rate", counts / the class's tokens; registered as ``cider_rate_cv``). With
+  unequal classes raw counts give every frequent word a high CV, so the counterfactual text can
+  keep every word (then it equals the text and tau can only scale log p: a warning says so and
+  ``calibration.json`` records how many words were kept).
 - B8 Eq. 24 mixes probabilities, Eq. 25 subtracts in log space: log p - tau log p_cf;
 - B9 pre-LN MCT; B10 correct positional embedding, ``mct.replicate_pe_bug`` for the code's;
 - B11 Eq. 15 with residual; B12 time-axis Linear in the A / V reconstruction heads;
@@ -49,6 +54,7 @@ text needs words, so MACI runs MCM only (tau = 0, nothing calibrated).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -61,7 +67,7 @@ from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.data.tokens import CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID, VOCAB_SIZE
 from mmlab.errors import ConfigError
-from mmlab.methods.base import VALIDATE_ON, Method, Stage, TrainConfig, Validation
+from mmlab.methods.base import VALIDATE_ON, Method, Stage, TrainConfig, Validation, module_device
 from mmlab.methods.baselines.common import check_choice, check_unit, cpu_train
 from mmlab.missing import RMFM, RMFM_TRAIN_SAMPLERS, make_fill, random_mask_batch
 from mmlab.nn.cider_modules import WSAM, JointHead, MCMHead, NaiveAttention, SeqRecon, TextRecon
@@ -110,6 +116,7 @@ class CIDerConfig:
     tau_grid: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0])
     cv_threshold: float = 0.1
     top_k: int = 100
+    bias_counts: str = "raw"  # Eq. 27's N_w: "raw" per-class counts (paper, code) | "rate" (per class token, ours)
     validate_on: str = "seven"
     train: TrainConfig = field(default_factory=lambda: cpu_train(epochs=15, patience=4))
 
@@ -118,6 +125,7 @@ class CIDerConfig:
             raise ConfigError(f"CIDerConfig.d: expected a positive integer, got {self.d!r}")
         check_choice("CIDerConfig", "train_rate_sampler", self.train_rate_sampler, RMFM_TRAIN_SAMPLERS)
         check_choice("CIDerConfig", "head", self.head, ("mcm", "linear"))
+        check_choice("CIDerConfig", "bias_counts", self.bias_counts, ("raw", "rate"))
         check_choice("CIDerConfig", "validate_on", self.validate_on, VALIDATE_ON)
         check_unit("CIDerConfig", "out_dropout", self.out_dropout, upper_open=True)
         for name in ("alpha", "beta", "gamma", "cv_threshold"):
@@ -197,7 +205,8 @@ class CIDer(Method):
             self.head: nn.Module = MCMHead(n * d, d, [dims[m] for m in self.mods], self.n_classes)
         else:
             self.head = nn.Linear(n * d, self.n_classes)
-        self.tau = 0.0
+        self.register_buffer("tau_value", torch.tensor(0.0))  # Eq. 25's tau, chosen on valid; kept in checkpoints
+        self.bias_word_report: dict[str, Any] = {}
         self.register_buffer("keep_words", torch.zeros(VOCAB_SIZE, dtype=torch.bool))  # counterfactual vocabulary
 
     # ------------------------------------------------------------------ forward
@@ -283,10 +292,16 @@ class CIDer(Method):
             counts[:, s] = 0
         total = counts.sum(0)
         seen = total > 0
+        per = counts if self.cfg.bias_counts == "raw" else counts / counts.sum(1, keepdims=True).clip(min=1)
         cv = np.zeros(VOCAB_SIZE)
-        cv[seen] = counts[:, seen].std(0) / counts[:, seen].mean(0)
+        cv[seen] = per[:, seen].std(0) / per[:, seen].mean(0)
         cand = np.flatnonzero(seen & (cv >= self.cfg.cv_threshold))
         keep = cand[np.argsort(-total[cand], kind="stable")][: self.cfg.top_k]
+        self.bias_word_report = {"kept": int(len(keep)), "seen": int(seen.sum()), "counts": self.cfg.bias_counts}
+        if len(keep) == int(seen.sum()):
+            warnings.warn(f"CIDer: Eq. 27 kept every one of the {len(keep)} words seen in train "
+                          f"(bias_counts={self.cfg.bias_counts!r}): the counterfactual text equals the text "
+                          "and tau can only scale log p", stacklevel=2)
         self.keep_words.zero_()
         self.keep_words[torch.as_tensor(keep, dtype=torch.long)] = True
         return keep
@@ -299,7 +314,11 @@ class CIDer(Method):
             return
         t, sums = self.mods[0], []
         per_row = {m: [] for m in self.mods}
-        for b in train.iter_batches(256):
+        encoder = self.encoder.hf_model if self.encoder is not None else None
+        was_training = encoder.training if encoder is not None else False
+        if encoder is not None:
+            encoder.eval()  # the pretrained text, without dropout
+        for b in train.iter_batches(256, device=module_device(self)):
             xs, valid = self._fixed(b)
             for m in self.mods:
                 x = self.text_input(xs[m], valid[m]) if m == t else xs[m]
@@ -310,6 +329,8 @@ class CIDer(Method):
             rows = torch.cat(per_row[m])
             sums.append(torch.stack([rows[y == c].mean(0) if (y == c).any() else rows.new_zeros(rows.shape[1])
                                      for c in range(self.n_classes)]))
+        if encoder is not None:
+            encoder.train(was_training)
         self.head.prototypes.copy_(torch.cat(sums, -1))
         self.head.prior.copy_(torch.bincount(y, minlength=self.n_classes).float() / len(y))
 
@@ -319,8 +340,17 @@ class CIDer(Method):
             return {}
         return {"tau": sorted({float(x) for x in self.cfg.tau_grid})}
 
+    @property
+    def tau(self) -> float:
+        return float(self.tau_value)
+
     def set_test_options(self, tau: float) -> None:
-        self.tau = float(tau)
+        self.tau_value.fill_(float(tau))
+
+    def calibrate(self, valid: MMDataset) -> dict[str, Any] | None:
+        """Nothing is chosen here (tau comes from `test_options`); records which bias words Eq. 27
+        kept, so that a counterfactual equal to the original text (every seen word kept) shows."""
+        return {"bias_words": self.bias_word_report} if self.bias_word_report else None
 
     # ------------------------------------------------------------------ training
     def recon_loss(self, student: Pass, teacher_text: Tensor, batch: MMBatch) -> Tensor:
