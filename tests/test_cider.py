@@ -323,3 +323,37 @@ def test_short_training_beats_majority(tiny, tmp_path):
     for name in ("{A}", "{V}", "{T}", "{AV}", "{AT}", "{VT}"):
         assert rows[name]["accuracy"] > majority, (name, rows[name])
     assert rows["Average"]["accuracy"] > majority + 0.08, rows["Average"]
+
+
+def test_frozen_encoder_cache_is_bounded_in_bytes():
+    """The frozen memo keeps at most ``cache_bytes`` of encodings (least recently used out), and
+    a cached row gives exactly what the encoder gives."""
+    from types import SimpleNamespace
+
+    from mmlab.nn.text_encoder import TokenEncoder
+
+    class Fake(torch.nn.Module):
+        config = SimpleNamespace(hidden_size=4, max_position_embeddings=16)
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Embedding(200, 4)
+
+        def forward(self, input_ids, attention_mask):
+            return SimpleNamespace(last_hidden_state=self.w(input_ids))
+
+    enc = TokenEncoder(Fake(), cache_bytes=3 * 5 * 4 * 4)  # three rows of 5 tokens x 4 floats
+    ids = torch.tensor([[101, i, i + 1, i + 2, 102] for i in range(10, 60, 10)])
+    valid = torch.ones_like(ids, dtype=torch.bool)
+    first = enc(ids, valid)
+    assert len(enc._cache) == 3 and enc._cached_bytes <= enc.cache_bytes
+    torch.testing.assert_close(enc(ids[-1:], valid[-1:]), first[-1:])
+    torch.testing.assert_close(enc(ids[:1], valid[:1]), first[:1])  # evicted, encoded again: the same
+
+
+def test_linear_head_keeps_the_counterfactual(tiny):
+    """Table V's "w/o MCM" drops the MCM head, not the counterfactual text: tau is still chosen;
+    `cider_wo_maci` drops both."""
+    wo_mcm = make_method("cider", tiny, ["--head=linear", "--mct.layers=1", "--mct.heads=2"], seed=0)
+    assert wo_mcm.uses_counterfactual and "tau" in wo_mcm.test_options()
+    assert make_method("cider_wo_maci", tiny, ["--mct.layers=1", "--mct.heads=2"], seed=0).test_options() == {}

@@ -264,12 +264,13 @@ class CIDer(Method):
         if self.tau == 0 or not self.uses_counterfactual:
             return out
         cf = replace(batch, feats={**batch.feats, self.mods[0]: self.counterfactual_ids(batch.feats[self.mods[0]])})
-        return out - self.tau * self.run(cf).logits
+        # log-probabilities for either head (the MCM head's logits already are)
+        return F.log_softmax(out, -1) - self.tau * F.log_softmax(self.run(cf).logits, -1)
 
     # ------------------------------------------------------------------ MACI
     @property
     def uses_counterfactual(self) -> bool:
-        return self.cfg.counterfactual and self.tokens and isinstance(self.head, MCMHead)
+        return self.cfg.counterfactual and self.tokens  # with either head ("w/o MCM" keeps F.C.T.)
 
     def counterfactual_ids(self, ids: Tensor) -> Tensor:
         """S_cf (Eqs. 26-27): every word outside the kept bias words becomes [MASK]; special

@@ -6,7 +6,8 @@ BERT-style directory; nothing here downloads). Two modes:
 
 - ``finetune=False``: frozen, eval mode, no gradients; the model is *not registered* as a
   sub-module, so it stays out of ``parameters()`` and checkpoints (it is rebuilt from its files).
-  Encodings are memoised per token row (``cache_rows``), so a row the encoder has seen once
+  Encodings are memoised per token row (least recently used first out past ``cache_bytes``,
+  1 GiB by default), so a row the encoder has seen once
   (complete text of the teacher pass, the all-[UNK] rows of pattern evaluation) costs nothing
   again: this is the "computed once" cache of a frozen encoder, shared by training and test;
 - ``finetune=True``: a registered sub-module trained with its own parameter groups
@@ -25,13 +26,14 @@ from torch import Tensor, nn
 class TokenEncoder(nn.Module):
     """Token ids (B, T) + validity (B, T) -> last hidden states (B, T, H), zero on padding."""
 
-    def __init__(self, model: nn.Module, finetune: bool = False, cache_rows: int = 50_000):
+    def __init__(self, model: nn.Module, finetune: bool = False, cache_bytes: int = 1 << 30):
         super().__init__()
         self.finetune = bool(finetune)
         self.hidden = int(model.config.hidden_size)
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
-        self.cache_rows = int(cache_rows)
+        self.cache_bytes = int(cache_bytes)  # the frozen path's memo, least recently used rows dropped first
         self._cache: OrderedDict[bytes, Tensor] = OrderedDict()
+        self._cached_bytes = 0
         if self.finetune:
             self.model = model.requires_grad_(True)
         else:
@@ -66,23 +68,30 @@ class TokenEncoder(nn.Module):
         lengths = valid.sum(1).tolist()
         rows = ids.cpu().numpy()
         keys = [rows[i, : int(n)].tobytes() for i, n in enumerate(lengths)]
-        todo = [i for i, k in enumerate(keys) if k not in self._cache]
-        if todo:
+        out = ids.new_zeros(ids.shape[0], ids.shape[1], self.hidden, dtype=torch.float32)
+        todo = []
+        for i, k in enumerate(keys):
+            v = self._cache.get(k)
+            if v is None:
+                todo.append(i)
+            else:
+                self._cache.move_to_end(k)
+                out[i, : v.shape[0]] = v.to(ids.device)
+        if todo:  # rows not cached are filled from this run, whatever the memo keeps afterwards
             idx = torch.tensor(todo, device=ids.device)
             h = self._run(ids[idx], valid[idx]).float()
             for j, i in enumerate(todo):
-                self._remember(keys[i], h[j, : int(lengths[i])].cpu())
-        out = ids.new_zeros(ids.shape[0], ids.shape[1], self.hidden, dtype=torch.float32)
-        for i, k in enumerate(keys):
-            v = self._cache[k]
-            self._cache.move_to_end(k)
-            out[i, : v.shape[0]] = v.to(ids.device)
+                n = int(lengths[i])
+                out[i, :n] = h[j, :n]
+                self._remember(keys[i], h[j, :n].cpu())
         return out
 
     def _remember(self, key: bytes, value: Tensor) -> None:
         self._cache[key] = value
-        while len(self._cache) > self.cache_rows:
-            self._cache.popitem(last=False)
+        self._cached_bytes += value.numel() * value.element_size()
+        while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._cached_bytes -= old.numel() * old.element_size()
 
     def param_groups(self, lr: float = 5e-5, weight_decay: float = 1e-3) -> list[dict[str, Any]]:
         """Optimiser groups of a fine-tuned encoder (CIDer's code): weight decay on every weight
