@@ -357,3 +357,29 @@ def test_linear_head_keeps_the_counterfactual(tiny):
     wo_mcm = make_method("cider", tiny, ["--head=linear", "--mct.layers=1", "--mct.heads=2"], seed=0)
     assert wo_mcm.uses_counterfactual and "tau" in wo_mcm.test_options()
     assert make_method("cider_wo_maci", tiny, ["--mct.layers=1", "--mct.heads=2"], seed=0).test_options() == {}
+
+
+def test_attention_kl_direction_and_padding():
+    """Eq. 18 (B13): KL(teacher || student) per row, summed, averaged over batch x heads; with
+    ``valid`` the padding rows and keys do not count, and equal scores give zero."""
+    from mmlab.nn.mct import attention_kl
+
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
+    p, q = torch.softmax(t, -1), torch.softmax(s, -1)
+    want = (p * (p.log() - q.log())).sum() / 6
+    torch.testing.assert_close(attention_kl(s, t), want)
+    assert attention_kl(t, s).item() != pytest.approx(want.item())  # not symmetric: direction matters
+    valid = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    padded = attention_kl(s, t, valid)
+    by_hand = 0.0
+    for b in range(2):
+        k = valid[b]
+        pv, qv = torch.softmax(t[b][:, k][:, :, k], -1), torch.softmax(s[b][:, k][:, :, k], -1)
+        by_hand += (pv * (pv.log() - qv.log())).sum()
+    torch.testing.assert_close(padded, by_hand / 6)
+    s2 = s.clone()
+    s2[0, :, 3, :] = 50.0  # a padding row of the student
+    s2[1, :, :, 2:] = -50.0  # padding keys
+    torch.testing.assert_close(attention_kl(s2, t, valid), padded, atol=1e-5, rtol=1e-5)
+    assert attention_kl(t, t, valid).abs().item() < 1e-6

@@ -154,6 +154,7 @@ class Pass:
     hidden: list[Tensor]  # MCT outputs H_m^[N], text first
     scores: Tensor  # (B, heads, N, N) last layer's raw tri-modal scores
     text: Tensor  # (B, T_l, D_l) the text input of Eq. 3 (encoder output or features)
+    key_valid: Tensor | None = None  # (B, N) the MCT positions that are not padding
 
 
 class CIDer(Method):
@@ -246,7 +247,7 @@ class CIDer(Method):
         g = torch.cat([self.pool[m](hm, seg_valid[m]) for m, hm in zip(self.mods, hidden)], -1)  # Eq. 14
         joint = self.joint(g)  # Eq. 15
         logits = self._classify(joint, train)
-        return Pass(logits, joint, hidden, scores, lt)
+        return Pass(logits, joint, hidden, scores, lt, torch.cat([seg_valid[m] for m in self.mods], 1))
 
     def _classify(self, joint: Tensor, train: bool) -> Tensor:
         if not isinstance(self.head, MCMHead):
@@ -374,7 +375,7 @@ class CIDer(Method):
         s = self.run(masked, train=True)
         task = F.cross_entropy(s.logits, masked.y)
         recon = self.recon_loss(s, teacher.text.detach(), masked)  # Eq. 17
-        attn = attention_kl(s.scores, teacher.scores.detach())  # Eq. 18 (B13)
+        attn = attention_kl(s.scores, teacher.scores.detach(), teacher.key_valid)  # Eq. 18 (B13), padding out
         joint = (1 - F.cosine_similarity(s.joint, teacher.joint.detach(), dim=-1)).mean()  # Eq. 19
         loss = task + self.cfg.alpha * recon + self.cfg.beta * attn + self.cfg.gamma * joint
         return loss, {k: float(v.detach()) for k, v in (("student_task", task), ("recon", recon), ("attn", attn), ("joint", joint))}

@@ -189,10 +189,18 @@ class MCT(nn.Module):
         return list(torch.split(x, lengths, 1)), scores
 
 
-def attention_kl(student_scores: Tensor, teacher_scores: Tensor) -> Tensor:
+def attention_kl(student_scores: Tensor, teacher_scores: Tensor, valid: Tensor | None = None) -> Tensor:
     """Eq. 18 as the public code computes it (B13): KL(teacher || student) between the softmaxes
-    of the raw tri-modal scores, summed over rows and columns and averaged over batch x heads."""
+    of the raw tri-modal scores, summed over rows and columns and averaged over batch x heads.
+    ``valid`` (B, N): padding positions are neither rows nor keys (the public code pads nothing
+    out, but its MCT does not mask padding either; ours does, so its L_attn matches it)."""
     b, h, n, _ = student_scores.shape
-    s = F.log_softmax(student_scores.reshape(b * h, n, n), -1)
-    t = F.softmax(teacher_scores.detach().reshape(b * h, n, n), -1)
-    return F.kl_div(s, t, reduction="batchmean")
+    s, t = student_scores.reshape(b * h, n, n), teacher_scores.detach().reshape(b * h, n, n)
+    if valid is None:
+        return F.kl_div(F.log_softmax(s, -1), F.softmax(t, -1), reduction="batchmean")
+    keys = valid.repeat_interleave(h, 0)[:, None, :]  # (B h, 1, N)
+    log_s = F.log_softmax(s.masked_fill(~keys, -1e9), -1)
+    p_t = F.softmax(t.masked_fill(~keys, -1e9), -1)
+    kl = (p_t * (torch.log(p_t.clamp_min(1e-30)) - log_s)) * keys  # padding keys carry p_t = 0
+    rows = valid.repeat_interleave(h, 0)[:, :, None]
+    return (kl * rows).sum() / (b * h)
