@@ -128,6 +128,7 @@ def test_step_hook_two_steps_and_detached_teacher(tiny):
     assert {"loss", "teacher_task", "recon", "attn", "joint"} <= set(logs)
     assert any(not torch.equal(before[k], v) for k, v in m.state_dict().items())
     t = m.last_teacher
+    assert t.key_valid is not None and t.key_valid.any() and not t.key_valid.all()  # L_attn leaves padding out
     for x in (t.logits, t.joint, t.scores, t.text, *t.hidden):
         assert x.grad_fn is None and not x.requires_grad
     # the student losses never send gradient into the teacher's tensors
@@ -173,6 +174,15 @@ def test_recon_counts_only_dropped_real_positions(method, tiny):
         assert not torch.allclose(method.recon_loss(s, teacher_text, changed), base)
         # nothing dropped -> zero
         assert float(method.recon_loss(method.run(batch, train=True), teacher_text, batch)) == 0.0
+        # a row that lacks A natively (before the training mask) is no target, whatever its filler holds
+        native = {m: o.clone() for m, o in batch.obs_mask.items()}
+        native["A"][0] = False
+        without = method.recon_loss(s, teacher_text, masked, native)
+        a = masked.complete["A"].clone()
+        a[0] += 1e3
+        changed = type(masked)(**{**masked.__dict__, "complete": {**masked.complete, "A": a}})
+        assert torch.allclose(method.recon_loss(s, teacher_text, changed, native), without)
+        assert not torch.allclose(method.recon_loss(s, teacher_text, changed), base)
 
 
 # ------------------------------------------------------------------ B10
