@@ -239,7 +239,7 @@ def test_sigterm_stops_the_jobs_and_a_rerun_finishes_them(tiny, tmp_path, execut
     out = tmp_path / "cmp"
     cmd = [sys.executable, "-c", "import sys; from mmlab.cli import main; sys.exit(main())", "compare", "--data",
            str(data), "--methods", "zero_fill", "--seeds", "5,6", "--protocol", "patterns", "--out", str(out),
-           "--executor", executor, "--workers", "2", "--train.epochs=200", "--train.patience=200"]
+           "--executor", executor, "--workers", "2", "--train.epochs=100000", "--train.patience=100000"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     statuses = [out / "jobs" / "zero_fill" / f"seed{s}" / "status.json" for s in (5, 6)]
