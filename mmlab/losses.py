@@ -1,4 +1,7 @@
-"""Contrastive losses shared by the methods.
+"""Losses shared by the methods.
+
+- `masked_mse`: a reconstruction MSE over the elements that hold real data (a modality a sample
+  lacks natively is filler in ``MMBatch.complete``, never a target);
 
 - `w2_distance` / `cosine_matrix`: pairwise similarities between two batches of embeddings;
 - `ContrastiveSimilarity` + `info_nce`: the symmetric InfoNCE of CM-ARR's unsupervised
@@ -26,6 +29,15 @@ from mmlab.errors import ConfigError
 
 SIMILARITIES = ("w2", "cosine")
 Gaussian = tuple[Tensor, Tensor]  # (mean (N, d), variance (N, d))
+
+
+def masked_mse(pred: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """Mean squared error over the elements where ``weight`` (broadcastable, 0/1) is 1; exactly
+    ``F.mse_loss`` when every element counts, 0 when none does."""
+    if bool((weight != 0).all()):
+        return F.mse_loss(pred, target)
+    w = weight.to(pred.dtype).expand_as(pred)
+    return ((pred - target) ** 2 * w).sum() / w.sum().clamp_min(1.0)
 
 
 def w2_distance(a: Gaussian, b: Gaussian, use_variance: bool = False, reduce: str = "sum") -> Tensor:

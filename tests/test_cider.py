@@ -177,11 +177,13 @@ def test_recon_counts_only_dropped_real_positions(method, tiny):
         # a row that lacks A natively (before the training mask) is no target, whatever its filler holds
         native = {m: o.clone() for m, o in batch.obs_mask.items()}
         native["A"][0] = False
-        without = method.recon_loss(s, teacher_text, masked, native)
+        lacks = type(masked)(**{**masked.__dict__, "native_obs": native})  # MMBatch.observed
+        without = method.recon_loss(s, teacher_text, lacks)
         a = masked.complete["A"].clone()
         a[0] += 1e3
+        changed = type(masked)(**{**lacks.__dict__, "complete": {**masked.complete, "A": a}})
+        assert torch.allclose(method.recon_loss(s, teacher_text, changed), without)
         changed = type(masked)(**{**masked.__dict__, "complete": {**masked.complete, "A": a}})
-        assert torch.allclose(method.recon_loss(s, teacher_text, changed, native), without)
         assert not torch.allclose(method.recon_loss(s, teacher_text, changed), base)
 
 

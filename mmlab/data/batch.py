@@ -14,6 +14,12 @@ A batch carries named modalities, any number of them. For modality ``m``:
 Masking never destroys the originals: `mmlab.missing.mask_batch` puts the filled features in
 ``feats`` and keeps the complete ones in ``complete`` so that a method can reach them during
 training. Evaluation hands models ``batch.for_eval()``, which drops ``complete``.
+
+A modality can also be missing *natively* (a sample without a recording: ``avail`` False from
+the data, `mmlab.data.dataset.MMDataset.avail`). Its ``complete`` features are filler, not a
+target: a masked batch keeps the masks from before the (training) mask in ``native_avail`` /
+``native_obs``, and `MMBatch.present` / `MMBatch.observed` give them (the batch's own masks
+when it was never masked), so a reconstruction or distillation loss scores real data only.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ class MMBatch:
     ids: list[str] = field(default_factory=list)
     y_reg: torch.Tensor | None = None
     complete: dict[str, torch.Tensor] | None = None
+    native_avail: torch.Tensor | None = None
+    native_obs: dict[str, torch.Tensor] | None = None
 
     # ----------------------------------------------------------------- properties
     @property
@@ -63,6 +71,15 @@ class MMBatch:
         """(B,) bool availability of one modality."""
         return self.avail[:, self.modalities.index(modality)]
 
+    def present(self) -> torch.Tensor:
+        """(B, M) bool: which modalities each row really has (before any training mask), i.e.
+        where ``complete_feats()`` holds data rather than filler."""
+        return self.native_avail if self.native_avail is not None else self.avail
+
+    def observed(self) -> dict[str, torch.Tensor]:
+        """{m: (B, T_m) bool}: the frames each row really has (before any training mask)."""
+        return self.native_obs if self.native_obs is not None else self.obs_mask
+
     def lengths(self, modality: str) -> torch.Tensor:
         """(B,) number of real (non-padding) frames."""
         return self.pad_mask[modality].sum(1)
@@ -79,11 +96,14 @@ class MMBatch:
             y=self.y.to(device),
             y_reg=None if self.y_reg is None else self.y_reg.to(device),
             complete=mv(self.complete),
+            native_avail=None if self.native_avail is None else self.native_avail.to(device),
+            native_obs=mv(self.native_obs),
         )
 
     def for_eval(self) -> "MMBatch":
-        """The batch a model may see at evaluation: without the complete (unmasked) features."""
-        return replace(self, complete=None)
+        """The batch a model may see at evaluation: without the complete (unmasked) features or
+        the masks from before the mask."""
+        return replace(self, complete=None, native_avail=None, native_obs=None)
 
     def complete_feats(self) -> dict[str, torch.Tensor]:
         """The unmasked features: ``complete`` when the batch was masked, else ``feats``."""
@@ -103,6 +123,8 @@ class MMBatch:
             ids=[self.ids[i] for i in idx.tolist()] if self.ids else [],
             y_reg=None if self.y_reg is None else self.y_reg[idx],
             complete=sel(self.complete),
+            native_avail=None if self.native_avail is None else self.native_avail[idx],
+            native_obs=sel(self.native_obs),
         )
 
     def validate(self) -> "MMBatch":

@@ -104,6 +104,7 @@ from torch.nn import functional as F
 from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError, DataError
+from mmlab.losses import masked_mse
 from mmlab.methods.base import FeatureBatch, Method, Stage, TrainConfig, Validation
 from mmlab.missing import pattern_name
 from mmlab.nn.attention import AttentionDenoiser, DenoiserConfig, FusionConfig, ModalityTokenTransformer
@@ -208,9 +209,17 @@ class Standardizer(nn.Module):
         self.register_buffer("mean", torch.zeros(n_tokens, d))
         self.register_buffer("std", torch.ones(n_tokens, d))
 
-    def fit(self, raw: Tensor) -> None:
-        self.mean.copy_(raw.mean(0))
-        self.std.copy_(raw.std(0).clamp_min(1e-3))
+    def fit(self, raw: Tensor, present: Tensor | None = None) -> None:
+        """Statistics of ``raw`` (N, M, D) over the rows that have each modality (``present`` (N, M))."""
+        if present is None or bool(present.all()):
+            self.mean.copy_(raw.mean(0))
+            self.std.copy_(raw.std(0).clamp_min(1e-3))
+            return
+        for j in range(raw.shape[1]):
+            rows = raw[present[:, j], j]
+            if len(rows) > 1:
+                self.mean[j].copy_(rows.mean(0))
+                self.std[j].copy_(rows.std(0).clamp_min(1e-3))
 
     def forward(self, raw: Tensor) -> Tensor:
         return (raw - self.mean) / self.std
@@ -397,25 +406,28 @@ class ADMC(Method):
             out[idx] = self._logits(key, tokens, avail[idx])
         return out.to(device)
 
-    def _scenario_tokens(self, key: str, feats: Tensor, split: str, gen: torch.Generator) -> dict[str, Tensor]:
+    def _scenario_tokens(self, key: str, feats: Tensor, split: str, gen: torch.Generator,
+                         present: Tensor | None = None) -> dict[str, Tensor]:
         """MF inputs of one scenario for a batch of standardised features: ``tokens`` (B, K, M, d)
-        and ``avail`` (B, K, M); K = ``mf.train_completions`` on train, ``n_completions`` else."""
+        and ``avail`` (B, K, M); K = ``mf.train_completions`` on train, ``n_completions`` else. A
+        modality a row lacks natively (``present`` (B, M) False) is completed like a missing one."""
         N, M = len(feats), len(self.modalities)
+        present = torch.ones(N, M, dtype=torch.bool, device=feats.device) if present is None else present
         draws = self.cfg.mf.train_completions if split == "train" else self.cfg.n_completions
         if key == "shared":  # uniform random missing pattern per sample and draw
             rows = torch.tensor([[m in p for m in self.modalities] for p in self.patterns], device=feats.device)
             n_draw = self.cfg.mf.shared_draws if split == "train" else 1
             avail = rows[torch.randint(len(rows), (n_draw, N), generator=gen, device=feats.device)]  # (R, N, M)
-            tok = torch.cat([self._tokens(key, feats, avail[r], 1 if split == "train" else draws, gen)
+            tok = torch.cat([self._tokens(key, feats, avail[r] & present, 1 if split == "train" else draws, gen)
                              for r in range(n_draw)])
             avail = avail if split == "train" else avail.expand(len(tok), -1, -1)
         elif key in ("full", "mmer"):
-            tok = self._tokens(key, feats, torch.ones(N, M, dtype=torch.bool, device=feats.device), draws, gen)
+            tok = self._tokens(key, feats, present, draws, gen)
             avail = torch.ones(len(tok), N, M, dtype=torch.bool, device=feats.device)
         else:
             names = self._pattern_of[key]
             row = torch.tensor([m in names for m in self.modalities], device=feats.device)
-            tok = self._tokens(key, feats, row.expand(N, M), draws, gen)
+            tok = self._tokens(key, feats, row.expand(N, M) & present, draws, gen)
             avail = row.expand(len(tok), N, M)
         return {"tokens": tok.transpose(0, 1), "avail": avail.transpose(0, 1)}
 
@@ -446,9 +458,9 @@ class ADMC(Method):
         def fit() -> None:
             if self.cfg.standardize:
                 with torch.no_grad():
-                    raw = torch.cat([self.raw_features(b) for b in
-                                     train.iter_batches(self.cfg.eval_batch_size, device=self._device)])
-                self.standardizer.fit(raw)
+                    batches = list(train.iter_batches(self.cfg.eval_batch_size, device=self._device))
+                    raw = torch.cat([self.raw_features(b) for b in batches])
+                self.standardizer.fit(raw, torch.cat([b.present() for b in batches]))
         return fit
 
     # (a) ITFN: Enc_m + FC head on single-modality classification, then frozen (§3.1)
@@ -456,7 +468,11 @@ class ADMC(Method):
         enc, head = self.encoders[m], self.itfn_heads[m]
 
         def loss(batch: MMBatch, rng: np.random.Generator):
-            return F.cross_entropy(head(enc(batch.feats[m], batch.obs_mask[m])), batch.y), {}
+            has = batch.present()[:, self.modalities.index(m)]  # rows lacking m natively teach nothing
+            if not bool(has.all()):
+                batch = batch.index(has.nonzero().squeeze(1))
+            logits = head(enc(batch.feats[m], batch.obs_mask[m]))
+            return (F.cross_entropy(logits, batch.y) if len(batch) else logits.sum() * 0.0), {}
 
         return Stage(f"itfn_{m}", [enc, head], loss, Validation(logits=lambda b: head(enc(b.feats[m], b.obs_mask[m]))),
                      config=self.cfg.itfn.train, on_end=self._standardizer_fit(train) if train is not None else None)
@@ -486,21 +502,20 @@ class ADMC(Method):
         low_steps = self.diffusion.config.start_step  # the steps MMCR actually visits
 
         def features(batch: MMBatch, split: str, gen: torch.Generator) -> dict[str, Tensor]:
-            x0 = self.encode(batch)
+            x0, present = self.encode(batch), batch.present()  # natively missing tokens are no target
             if split == "train":
-                return {"F": x0}
+                return {"F": x0, "present": present}
             # valid: one fixed (n, ε) per sample (and pattern, conditional ADN), so epochs are compared
             # on the same draws
             n = torch.randint(1, t_max + 1, (len(x0),), generator=gen, device=x0.device)
             eps = torch.randn(x0.shape, generator=gen, device=x0.device)
             x_n, target = self.diffusion.q_sample(x0, n, eps), self.diffusion.target(x0, n, eps)
             if self.cfg.adn.training == "joint":
-                return {"x_n": x_n, "n": n[:, None].expand(x0.shape[:2]), "target": target,
-                        "missing": torch.ones(x0.shape[:2], dtype=torch.bool, device=x0.device)}
+                return {"x_n": x_n, "n": n[:, None].expand(x0.shape[:2]), "target": target, "missing": present}
             seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=x0.device))
-            known = self._training_patterns(len(x0), np.random.default_rng(seed), x0.device)
+            known = self._training_patterns(len(x0), np.random.default_rng(seed), x0.device) & present
             return {"x_n": torch.where(known[..., None], x0, x_n), "n": torch.where(known, 0, n[:, None]),
-                    "target": target, "missing": ~known}
+                    "target": target, "missing": ~known & present}
 
         def loss(fb: FeatureBatch, rng: np.random.Generator):
             x0 = fb["F"]
@@ -508,11 +523,12 @@ class ADMC(Method):
             eps = torch.randn_like(x0)
             x_n = self.diffusion.q_sample(x0, n, eps)  # Eq. 1
             target = self.diffusion.target(x0, n, eps)  # Eq. 2: ε (or v / x0 under diffusion.prediction)
+            present = fb["present"]
             if self.cfg.adn.training == "joint":
-                return F.mse_loss(self.denoiser(x_n, n), target), {}
-            known = self._training_patterns(len(x0), rng, x0.device)  # (B, M): clean, step 0
+                return masked_mse(self.denoiser(x_n, n), target, present[..., None]), {}
+            known = self._training_patterns(len(x0), rng, x0.device) & present  # (B, M): clean, step 0
             x_in = torch.where(known[..., None], x0, x_n)
-            missing = (~known)[..., None].to(x0.dtype)
+            missing = (~known & present)[..., None].to(x0.dtype)
             err = (self.denoiser(x_in, torch.where(known, 0, n[:, None])) - target) ** 2 * missing
             return err.sum() / (missing.sum() * x0.shape[-1]).clamp_min(1.0), {}
 
@@ -530,7 +546,7 @@ class ADMC(Method):
         mf = self.mfs[key]
 
         def features(batch: MMBatch, split: str, gen: torch.Generator) -> dict[str, Tensor]:
-            return self._scenario_tokens(key, self.encode(batch), split, gen)
+            return self._scenario_tokens(key, self.encode(batch), split, gen, batch.present())
 
         def loss(fb: FeatureBatch, rng: np.random.Generator):
             k = torch.as_tensor(rng.integers(0, fb["tokens"].shape[1], size=fb.size), device=fb.y.device)

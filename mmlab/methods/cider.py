@@ -355,19 +355,16 @@ class CIDer(Method):
         return {"bias_words": self.bias_word_report} if self.bias_word_report else None
 
     # ------------------------------------------------------------------ training
-    def recon_loss(self, student: Pass, teacher_text: Tensor, batch: MMBatch,
-                   native: dict[str, Tensor] | None = None) -> Tensor:
+    def recon_loss(self, student: Pass, teacher_text: Tensor, batch: MMBatch) -> Tensor:
         """Eq. 17 over dropped real positions only (B12, B14): sum-reduced SmoothL1 / masked
-        elements. ``native``: the observation masks before the training mask (a position a row
-        lacks natively is filler, never a target)."""
+        elements; a position a row lacks natively (`MMBatch.observed`) is filler, never a target."""
         complete, valid = self._fixed(batch, complete=True)
 
         def fit(masks: dict[str, Tensor]) -> dict[str, Tensor]:
             return {m: F.pad(masks[m], (0, self.max_len[m] - masks[m].shape[1]), value=False) for m in self.mods}
 
         obs = fit(batch.obs_mask)
-        if native is not None:
-            valid = {m: v & o for (m, v), o in zip(valid.items(), fit(native).values())}
+        valid = {m: v & o for (m, v), o in zip(valid.items(), fit(batch.observed()).values())}
         total = student.joint.new_zeros(())
         for m, hm in zip(self.mods, student.hidden):
             target = teacher_text if m == self.mods[0] else complete[m]
@@ -378,12 +375,11 @@ class CIDer(Method):
                 total = total + (F.smooth_l1_loss(fake, target, reduction="none") * drop).sum() / n
         return total
 
-    def student_losses(self, masked: MMBatch, teacher: Pass,
-                       native: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, float]]:
+    def student_losses(self, masked: MMBatch, teacher: Pass) -> tuple[Tensor, dict[str, float]]:
         """Eq. 30: L_task + alpha L_recon + beta L_attn + gamma L_joint, teacher detached."""
         s = self.run(masked, train=True)
         task = F.cross_entropy(s.logits, masked.y)
-        recon = self.recon_loss(s, teacher.text.detach(), masked, native)  # Eq. 17
+        recon = self.recon_loss(s, teacher.text.detach(), masked)  # Eq. 17
         attn = attention_kl(s.scores, teacher.scores.detach(), teacher.key_valid)  # Eq. 18 (B13), padding out
         joint = (1 - F.cosine_similarity(s.joint, teacher.joint.detach(), dim=-1)).mean()  # Eq. 19
         loss = task + self.cfg.alpha * recon + self.cfg.beta * attn + self.cfg.gamma * joint
@@ -417,7 +413,7 @@ class CIDer(Method):
                            t.text.detach(), t.key_valid)
             self.last_teacher = teacher
             masked = random_mask_batch(batch, sampler, fill, rng)  # RMFM (B1)
-            loss_s, logs = self.student_losses(masked, teacher, native=batch.obs_mask)
+            loss_s, logs = self.student_losses(masked, teacher)
             opt.zero_grad(set_to_none=True)
             loss_s.backward()
             if clip > 0:

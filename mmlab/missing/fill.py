@@ -197,7 +197,8 @@ def mask_batch(batch: MMBatch, masks: Masks, fill: Callable[..., dict[str, torch
 
     Returns a new batch: ``feats`` filled, ``obs_mask`` / ``avail`` from the masks (intersected
     with the batch's own, so a natively missing modality stays missing), and ``complete`` = the
-    original unmasked features (those of a batch that was already masked stay the originals).
+    original unmasked features (those of a batch that was already masked stay the originals), with
+    the masks from before the first mask in ``native_avail`` / ``native_obs`` (`MMBatch.present`).
     Token modalities keep [CLS]/[SEP] observed (`keep_token_edges`) and are filled with [UNK]
     whatever ``fill`` is (`with_tokens`).
     """
@@ -221,4 +222,5 @@ def mask_batch(batch: MMBatch, masks: Masks, fill: Callable[..., dict[str, torch
         obs = {m: torch.from_numpy(o).to(dev) for m, o in fitted.obs.items()}
         avail = torch.from_numpy(fitted.avail).to(dev)
     feats = with_tokens(fill, tokens)(complete, obs, generator=generator, pad=batch.pad_mask)
-    return replace(batch, feats=feats, obs_mask=obs, avail=avail, complete=complete)
+    return replace(batch, feats=feats, obs_mask=obs, avail=avail, complete=complete,
+                   native_avail=batch.present(), native_obs=batch.observed())

@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError
+from mmlab.losses import masked_mse
 from mmlab.methods.base import VALIDATE_ON, Method, Stage, TrainConfig, Validation
 from mmlab.methods.baselines.common import (AEBlock, CascadedResidualAE, EncoderBank, check_choice,
                                             check_positive, check_unit, cpu_encoder, cpu_train)
@@ -118,7 +119,8 @@ class ImputeClassify(Method):
             with torch.no_grad():  # frozen encoders: the target is the complete embedding vector
                 target = self.encoders(masked.complete, masked.pad_mask)
             imputed, recon = self.impute(masked)
-            ce, rec = F.cross_entropy(self.head(imputed), masked.y), F.mse_loss(recon, target)
+            real = self.encoders.slot_mask(masked.present())  # natively missing slots are no target
+            ce, rec = F.cross_entropy(self.head(imputed), masked.y), masked_mse(recon, target, real)
             return ce + self.cfg.rec_weight * rec, {"ce": float(ce.detach()), "rec_mse": float(rec.detach())}
 
         return [

@@ -34,6 +34,7 @@ from torch.nn import functional as F
 from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError
+from mmlab.losses import masked_mse
 from mmlab.methods.base import VALIDATE_ON, Method, Stage, TrainConfig, Validation
 from mmlab.methods.baselines.common import (CascadedResidualAE, EncoderBank, check_choice, check_positive,
                                             check_unit, cpu_encoder, cpu_train)
@@ -130,7 +131,8 @@ class MMIN(Method):
                 target = self.teacher(masked.complete, masked.pad_mask) * (1 - self.teacher.slot_mask(masked.avail))
             v_cyc = self.imagine_back(v_hat)[0]
             ce = F.cross_entropy(self.classifier(z), masked.y)
-            mse, cyc = F.mse_loss(v_hat, target), F.mse_loss(v_cyc, v.detach())
+            real = self.teacher.slot_mask(masked.present())  # natively missing slots are no target
+            mse, cyc = masked_mse(v_hat, target, real), F.mse_loss(v_cyc, v.detach())
             loss = cfg.ce_weight * ce + cfg.mse_weight * mse + cfg.cycle_weight * cyc
             return loss, {"ce": float(ce.detach()), "mse": float(mse.detach()), "cycle": float(cyc.detach())}
 
