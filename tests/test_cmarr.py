@@ -234,23 +234,31 @@ def test_rec_loss_trains_the_flows_unless_detached(tiny):
 
 
 def test_natively_missing_rows_give_no_targets_and_no_udcl_pairs(tiny):
-    """A row that lacks T natively (batch.avail before the training mask) is no Eq. 9 target
-    and no UDCL positive: the losses equal those of the batch without that row's T at all."""
+    """A row that lacks T natively (MMBatch.present, the availability before the training mask)
+    is no Eq. 9 target and no UDCL positive: its complete T features never change the losses."""
     torch.manual_seed(0)
     method = make_method("cmarr", tiny)
     train_logs(method, tiny)
     batch = tiny.subset("train").batch(np.arange(12))
-    native = batch.avail.clone()
-    native[:4, tiny.modalities.index("T")] = False
+    batch.avail[:4, tiny.modalities.index("T")] = False  # as a dataset with avail_T = False gives it
+    batch.obs_mask["T"][:4] = False
     gen_rows = masked(batch, ("A", "V"))  # T masked out for every row: reconstructed everywhere
+    assert not bool(gen_rows.present()[:4, tiny.modalities.index("T")].any())
     torch.manual_seed(1)
-    _, logs = method.training_loss(gen_rows, native=native)
+    _, logs = method.training_loss(gen_rows)
     junk = masked(batch, ("A", "V"))
     junk.complete = {**junk.complete_feats(), "T": junk.complete_feats()["T"].clone()}
     junk.complete["T"][:4] = 1e3  # the filler of natively missing rows: never a target
     torch.manual_seed(1)
-    _, logs_junk = method.training_loss(junk, native=native)
+    _, logs_junk = method.training_loss(junk)
     assert logs_junk["rec"] == pytest.approx(logs["rec"]) and logs_junk["udcl"] == pytest.approx(logs["udcl"])
+    j = tiny.modalities.index("T")  # claim the filler is real data: it becomes a target
+    junk.native_avail = junk.native_avail.clone()
+    junk.native_avail[:4, j] = True
+    junk.native_obs = {**junk.native_obs, "T": junk.pad_mask["T"].clone()}
+    torch.manual_seed(1)
+    _, logs_blind = method.training_loss(junk)
+    assert logs_blind["rec"] != pytest.approx(logs["rec"], rel=1e-3)
 
 
 def test_dicmor_has_class_priors(tiny):
@@ -279,3 +287,33 @@ def test_bad_config_names_the_field(tiny):
         make_method("cmarr", tiny, ["--contrastive.similarity=dot"])
     with pytest.raises(ConfigError, match="steps"):
         make_method("cmarr", tiny, ["--flow.steps=0"])
+
+
+# ------------------------------------------------------------------ completion interface (C15)
+def test_completion_interface_probe_and_generation_rows(trained, tiny):
+    """The trained model's probes read real features above chance; generate reconstructs a
+    missing modality from the others (Eqs. 7-9) deterministically, refuses an available target,
+    and the generation protocol scores it beside the exact conditional on synthetic."""
+    from mmlab.evaluate import generation_table
+
+    method, _ = trained
+    assert method.completes() and not make_method("cmarr_baseline", tiny).completes()
+    assert [s.name for s in method.stages(tiny)] == ["cmarr", "probe_A", "probe_V", "probe_T"]
+    assert not any(p is q for p in method.stages(tiny)[0].modules for q in [method.probe])  # probes stay out
+    rows = generation_table(method, tiny, split="test", seed=1, k=2)
+    by = {(r["method"], r["condition"]): r for r in rows}
+    majority = np.bincount(tiny.subset("test").y).max() / len(tiny.subset("test"))
+    for m in tiny.modalities:
+        assert by[("cmarr", f"real->{m}")]["accuracy"] > majority + 0.05  # the probe learned
+    src = {"A": "VT", "V": "AT", "T": "AV"}
+    for target, source in src.items():
+        gen = by[("cmarr", f"{source}->{target}")]
+        assert gen["variance_ratio"] == 0.0 and np.isfinite(gen["mean_error"])
+        assert ("exact_conditional", f"{source}->{target}") in by
+    batch = masked(tiny.subset("test").batch(np.arange(16)), ("A", "V"))
+    one = method.generate(batch.for_eval(), "T", torch.Generator().manual_seed(0))
+    two = method.generate(batch.for_eval(), "T", torch.Generator().manual_seed(1))
+    assert one.shape == (16, method.cfg.d) and torch.equal(one, two)
+    assert method.feature_logits("T", one).shape == (16, tiny.n_classes)
+    with pytest.raises(ConfigError, match="must be unavailable"):
+        method.generate(tiny.subset("test").batch(np.arange(4)), "T", torch.Generator())

@@ -61,6 +61,13 @@ Choices where the paper is silent or ambiguous (C1-C14):
   alpha = 1, 0.648 at 0.1, 0.654 without UDCL). There every modality carries class information
   of its own, and aligning the pooled means of a sample's modalities (which the projection
   reads, C5) pulls them towards the shared content and away from that private information.
+- C15 (ours) the completion interface (`mmlab.methods.base.Completion`, ADMC's Table 4
+  protocol): a modality's feature is the time mean of its projection X_m (real) or of X^_m
+  (generated from the available modalities, Eqs. 7-9). CM-ARR has no unimodal head, so after
+  training a linear probe per modality is fitted on the real features of the training split
+  (stages ``probe_<m>``, selected on valid), frozen, and reads generated features as the ITFN
+  heads do in ADMC's Table 4. The reconstruction is deterministic (an inverse flow of the mean
+  latent): one "sample" is the point estimate, and its spread over draws is zero.
 """
 
 from __future__ import annotations
@@ -136,6 +143,7 @@ class CMARRConfig:
     p_full: float = -1.0  # < 0: 1 / (number of patterns + 1), uniform over full + patterns
     validate_on: str = "six"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=64, lr=1e-3, patience=5))
+    probe: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, batch_size=256, lr=1e-2, patience=5))
 
     def __post_init__(self) -> None:
         who = "CMARRConfig"
@@ -217,6 +225,7 @@ class CMARR(Method):
         d_fused = d * len(self.pairs)
         self.self_attn = Block(d_fused, cfg.fusion_heads, 2 * d_fused, cfg.dropout)
         self.head = MLPHead(d_fused, c, cfg.hidden, cfg.dropout)
+        self.probe = nn.ModuleDict({m: nn.Linear(d, c) for m in mods}) if cfg.reconstruct else None  # C15
 
     @staticmethod
     def _pick_anchor(cfg: CMARRConfig, mods: tuple[str, ...]) -> str:
@@ -284,16 +293,15 @@ class CMARR(Method):
         return self.head(self.self_attn(h).mean(1))
 
     # ------------------------------------------------------------------------------ forward
-    def represent(self, batch: MMBatch, training: bool = False, native: Tensor | None = None) -> dict[str, Any]:
+    def represent(self, batch: MMBatch, training: bool = False) -> dict[str, Any]:
         """The whole pipeline. ``training``: encode the complete features (UDCL and the Eq. 9
         targets need them; available modalities are unchanged by the fill), except modalities a
-        row lacks natively (``native``, (B, M) bool, the batch's availability before training
-        masks). Returns the fusion inputs ``x_in``, the projections ``x``, latents ``z``,
+        row lacks natively (`MMBatch.present`). Returns the fusion inputs ``x_in``, the projections ``x``, latents ``z``,
         log-dets, reconstructions and the per-frame Gaussians."""
         cfg, mods = self.cfg, self.modalities
         if training and cfg.reconstruct:
-            feats, masks = batch.complete_feats(), dict(batch.pad_mask)
-            if native is not None and not bool(native.all()):
+            feats, masks, native = batch.complete_feats(), dict(batch.pad_mask), batch.present()
+            if not bool(native.all()):
                 masks = {m: masks[m] & native[:, j, None] for j, m in enumerate(mods)}
         else:  # the filled batch; without reconstruction (the Baseline) a missing modality's zeros enter
             feats, masks = batch.feats, (batch.obs_mask if cfg.reconstruct else batch.pad_mask)
@@ -339,6 +347,48 @@ class CMARR(Method):
     def predict_logits(self, batch: MMBatch) -> Tensor:
         return self.fuse(self.represent(batch)["x_in"])
 
+    # ------------------------------------------------------------------------------ completion (C15)
+    def completes(self) -> bool:
+        """Variants that reconstruct (every one but the Baseline) generate missing features."""
+        return self.cfg.reconstruct
+
+    def real_features(self, batch: MMBatch, target: str) -> Tensor:
+        """(B, d) the time mean of X_target, the projection of the target's real features."""
+        mask = batch.pad_mask[target]
+        src = self.umc[target](batch.feats[target], mask)[0] if self.cfg.proj_input == "mu" else batch.feats[target]
+        return self.project(src, mask, target)[0].mean(1)
+
+    @torch.no_grad()
+    def generate(self, batch: MMBatch, target: str, generator: torch.Generator | None = None, **options: Any) -> Tensor:
+        """(B, d) the time mean of X^_target reconstructed from the available modalities (Eqs. 7-9);
+        deterministic, so ``generator`` is not used."""
+        if not self.completes():
+            raise ConfigError(f"{self.name}: generation needs the reconstruction (reconstruct=true)")
+        j = self.modalities.index(target)
+        if bool(batch.avail[:, j].any()):
+            raise ConfigError(f"{self.name}.generate: {target!r} must be unavailable in every row of the batch")
+        return self.represent(batch)["x_in"][target].mean(1)
+
+    def feature_logits(self, target: str, feats: Tensor) -> Tensor:
+        """(B, C) the frozen linear probe of ``target`` on real or generated features."""
+        return self.probe[target](feats)
+
+    def _probe_stage(self, m: str) -> Stage:
+        """A linear probe on the frozen real features of ``m`` (C15), selected on valid."""
+        j, probe = self.modalities.index(m), self.probe[m]
+
+        def features(batch: MMBatch, split: str, gen: torch.Generator) -> dict[str, Tensor]:
+            with torch.no_grad():
+                return {"F": self.real_features(batch, m), "has": batch.present()[:, j]}
+
+        def loss(fb: Any, rng: np.random.Generator) -> tuple[Tensor, dict[str, float]]:
+            logits = probe(fb["F"])
+            has = fb["has"]
+            return (F.cross_entropy(logits[has], fb.y[has]) if bool(has.any()) else logits.sum() * 0.0), {}
+
+        return Stage(f"probe_{m}", [probe], loss, Validation(kind="features", logits=lambda fb: probe(fb["F"])),
+                     config=self.cfg.probe, features=features)
+
     # ------------------------------------------------------------------------------ training
     def nll_loss(self, rep: dict[str, Any], avail: Tensor, y: Tensor) -> Tensor:
         """Flow negative log-likelihood per dimension of the available modalities' frames (C4)."""
@@ -355,11 +405,11 @@ class CMARR(Method):
             count = count + float(rows.sum()) * z.shape[1] * z.shape[2]
         return total / max(count, 1.0)
 
-    def training_loss(self, batch: MMBatch, native: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
-        """Eq. 14 on a masked train batch (``batch.complete`` holds the complete features;
-        ``native``: which rows have each modality at all, before the training mask)."""
-        cfg = self.cfg
-        rep = self.represent(batch, training=True, native=native)
+    def training_loss(self, batch: MMBatch) -> tuple[Tensor, dict[str, float]]:
+        """Eq. 14 on a masked train batch (``batch.complete`` holds the complete features,
+        `MMBatch.present` which rows have each modality at all)."""
+        cfg, native = self.cfg, batch.present()
+        rep = self.represent(batch, training=True)
         ce = F.cross_entropy(self.fuse(rep["x_in"]), batch.y)
         loss, logs = ce, {"ce": float(ce.detach())}
         if cfg.udcl:
@@ -371,9 +421,8 @@ class CMARR(Method):
         if cfg.reconstruct:
             sse, n = 0.0, 0
             for m, (rows, x_hat) in rep["x_hat"].items():  # Eq. 9, target detached
-                if native is not None:  # no target where the row lacks m natively
-                    keep = native[rows, self.modalities.index(m)]
-                    rows, x_hat = rows[keep], x_hat[keep]
+                keep = native[rows, self.modalities.index(m)]  # no target where the row lacks m natively
+                rows, x_hat = rows[keep], x_hat[keep]
                 sse = sse + F.mse_loss(x_hat, rep["x"][m][rows].detach(), reduction="sum")
                 n += x_hat.numel()
             rec = sse / n if n else ce.new_zeros(())
@@ -400,7 +449,9 @@ class CMARR(Method):
             else:  # C1 alternative: one condition for the whole batch
                 k = len(patterns) if rng.random() < sampler.p_full else int(rng.integers(0, len(patterns)))
                 gen = Full() if k == len(patterns) else RandomPattern(p_full=0.0, patterns=[patterns[k]])
-            return self.training_loss(random_mask_batch(batch, gen, self.fill, rng), native=batch.avail)
+            return self.training_loss(random_mask_batch(batch, gen, self.fill, rng))
 
         validate = Validation(logits=self.predict_logits, patterns=cfg.validate_on)
-        return [Stage("cmarr", [self], loss, validate, config=cfg.train)]
+        main = Stage("cmarr", [p for name, p in self.named_children() if name != "probe"], loss, validate,
+                     config=cfg.train)
+        return [main] + ([self._probe_stage(m) for m in self.modalities] if self.completes() else [])
