@@ -210,7 +210,8 @@ def cmd_extract(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 # ---------------------------------------------------------------------------- argument checks
-PROTOCOL_NAMES = ("patterns", "full", "rates", "eta", "generation")  # = mmlab.experiments.PROTOCOLS (tested)
+PROTOCOL_NAMES = ("patterns", "full", "rates", "eta", "generation", "rmfm", "traditional_rmfm", "rmm", "tmfm",
+                  "stmfm")  # = mmlab.experiments.PROTOCOLS (tested)
 DEVICE_RE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
 
 
@@ -386,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--data", default=None, help="dataset name or .npz path (default: synthetic)")
     cp.add_argument("--methods", default=None, help="comma-separated method names (default: every compared method)")
     cp.add_argument("--protocol", default=None,
-                    help="patterns, full, rates, eta, generation; comma-separated for several (default: patterns)")
+                    help="patterns, full, rates, eta, generation, or CIDer's rmfm, traditional_rmfm, rmm, tmfm, "
+                         "stmfm (rates 0-1 with AUILC; tmfm / stmfm on aligned data only); comma-separated for "
+                         "several (default: patterns)")
     cp.add_argument("--seeds", default="1111,1112,1113,1114,1115", help="comma-separated seeds (default: 1111-1115)")
     cp.add_argument("--suite", choices=["full"], default=None,
                     help="full: every dataset of the full comparison with its protocols, then the report")

@@ -41,6 +41,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
+
 from mmlab import executors as ex
 from mmlab.data import MMDataset, load_dataset
 from mmlab.errors import ConfigError, DataError
@@ -48,7 +50,10 @@ from mmlab.executors import SlurmOptions
 from mmlab.tables import csv_text
 from mmlab.utils import FolderLock, atomic_write_text
 
-PROTOCOLS = ("patterns", "full", "rates", "eta", "generation")
+# CIDer's missing types (mmlab/methods/cider.py; appendix definitions in mmlab/missing/frames.py), each swept
+# over rates 0, 0.1, ..., 1 with an AUILC row (its Eq. 31); SMM is the frame-level twin of "patterns"
+FRAME_PROTOCOLS = ("rmfm", "traditional_rmfm", "rmm", "tmfm", "stmfm")
+PROTOCOLS = ("patterns", "full", "rates", "eta", "generation") + FRAME_PROTOCOLS
 ORACLE = "bayes_oracle"
 
 
@@ -153,9 +158,16 @@ def conditions_for(protocol: str, data: MMDataset) -> list:
         return ev.rate_conditions()
     if protocol == "eta":
         return ev.eta_conditions()
+    if protocol in FRAME_PROTOCOLS:  # CIDer's sweeps: rates 0 (complete) to 1 (all dropped), B16
+        first = data.lengths[data.modalities[0]]
+        if protocol in ("tmfm", "stmfm") and any(not np.array_equal(data.lengths[m], first) for m in data.modalities):
+            raise ConfigError(f"protocol {protocol!r}: temporal missing needs word-aligned data (equal lengths per "
+                              f"sample in every modality); {data.name} is unaligned (use rmfm, traditional_rmfm or rmm)")
+        return ev.rate_conditions(CIDER_RATES, protocol=protocol, protect_edges=tuple(data.token_modalities))
     raise ConfigError(f"protocol: expected some of {list(PROTOCOLS)}, got {protocol!r}")
 
 
+CIDER_RATES = tuple(round(0.1 * i, 1) for i in range(11))
 DEFAULT_SEEDS: tuple[int, ...] = (1111, 1112, 1113, 1114, 1115)
 COMPARISON_METHODS: tuple[str, ...] = (
     "admc", "admc_cond", "admc_wo_adn", "admc_wo_itfn", "admc_use_itfn", "admc_joint",

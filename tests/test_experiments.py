@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mmlab.cli import main
+from mmlab.data import load_dataset
 from mmlab.data.byo import write_npz
 from mmlab.data.synthetic import make_synthetic
 from mmlab.errors import ConfigError, DataError
@@ -141,3 +142,17 @@ def test_token_text_extra_split_and_y_reg_run_through_compare(tmp_path, capsys):
     assert main(["compare", "--data", str(path), "--methods", "zero_fill", "--seeds", "1", "--test-split", "test_x",
                  "--out", str(tmp_path / "bad")]) == 2
     assert "no test split ['test_x']" in capsys.readouterr().err
+
+
+def test_cider_protocols_sweep_rates_zero_to_one_and_keep_token_edges():
+    """rmfm / traditional_rmfm / rmm: 11 rates 0-1 (CIDer B16); token edges protected on token
+    text; temporal missing refuses unaligned data."""
+    from mmlab.experiments import conditions_for
+
+    text = load_dataset("synthetic_text", preset="tiny")
+    for protocol in ("rmfm", "traditional_rmfm", "rmm"):
+        conds = conditions_for(protocol, text)
+        assert [c.value for c in conds] == [round(0.1 * i, 1) for i in range(11)]
+        assert {c.protocol for c in conds} == {protocol} and conds[0].generator.protect_edges == ("T",)
+    with pytest.raises(ConfigError, match="word-aligned"):
+        conditions_for("stmfm", text)
