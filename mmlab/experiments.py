@@ -158,7 +158,7 @@ def conditions_for(protocol: str, data: MMDataset) -> list:
         return ev.rate_conditions()
     if protocol == "eta":
         return ev.eta_conditions()
-    if protocol in FRAME_PROTOCOLS:  # CIDer's sweeps: rates 0 (complete) to 1 (all dropped), B16
+    if protocol in FRAME_PROTOCOLS:  # CIDer's sweeps: rates 0 (complete) to 1 (all dropped)
         first = data.lengths[data.modalities[0]]
         if protocol in ("tmfm", "stmfm") and any(not np.array_equal(data.lengths[m], first) for m in data.modalities):
             raise ConfigError(f"protocol {protocol!r}: temporal missing needs word-aligned data (equal lengths per "
@@ -181,6 +181,8 @@ OUTSIDE_FULL_SUITE: dict[str, str] = {
     **dict.fromkeys(("cmarr", "cmarr_baseline", "cmarr_wo_udcl", "cmarr_wo_spcl", "cmarr_wo_attention", "cmarr_point",
                      "cmarr_alpha01", "dicmor"),
                     "CM-ARR's Table 3 and its competitor, measured on their own (docs/results/cmarr/); 2-7 min per run"),
+    **dict.fromkeys(("zero_fill_maci", "cmarr_maci", "admc_maci"),
+                    "CIDer's MACI as a plug-in, measured with CIDer on synthetic_text (docs/results/cider/)"),
 }
 # The full comparison (issue #5): the three-modality pattern and rate sweeps on `synthetic`;
 # on six-view `handwritten` the CPM-Nets eta sweep, the rate sweep and the full input (its 63

@@ -51,6 +51,10 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "cider_wo_mssd": ("mmlab.methods.cider:CIDer", {"mssd": False}),
     "cider_wo_maci": ("mmlab.methods.cider:CIDer", {"head": "linear", "counterfactual": False}),
     "cider_rate_cv": ("mmlab.methods.cider:CIDer", {"bias_counts": "rate"}),  # ours: Eq. 27 on per-class rates
+    # CIDer's MACI as a plug-in (mmlab/methods/maci.py): MCM in place of the classifier head(s)
+    "zero_fill_maci": ("mmlab.methods.maci:FillFusionMACI", {"fill": "zero"}),
+    "cmarr_maci": ("mmlab.methods.maci:CMARRMACI", {}),
+    "admc_maci": ("mmlab.methods.maci:ADMCMACI", {}),
 }
 
 
