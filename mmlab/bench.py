@@ -225,6 +225,32 @@ def bench_method(name: str, data: MMDataset, device: str = "cpu", cfg: BenchConf
             "peak_mem_mb": float(mem.peak_mb), "mem_source": mem.source, "device": str(dev)}
 
 
+# --------------------------------------------------------------------------- CIDer at the paper's size
+def mosi_unaligned_standin(n_classes: int, n: int = 4) -> MMDataset:
+    """An ``n``-row stand-in with CMU-MOSI's unaligned shapes in CIDer's public code (text 768-d
+    BERT features x 50 tokens, audio 5-d x 375 frames, vision 20-d x 500 frames), zeros: for
+    parameter counts and timings at the paper's configuration without the licensed data."""
+    shapes = {"T": (50, 768), "A": (375, 5), "V": (500, 20)}
+    feats = {m: np.zeros((n, t, dim), np.float32) for m, (t, dim) in shapes.items()}
+    lengths = {m: np.full(n, t, np.int64) for m, (t, _) in shapes.items()}
+    return MMDataset("mosi_shape", ("T", "A", "V"), feats, lengths, np.arange(n) % n_classes, np.array(["train"] * n),
+                     np.arange(n).astype(str), tuple(f"c{i}" for i in range(n_classes)))
+
+
+def cider_table_vi_parameters() -> dict[str, int | float]:
+    """CIDer's parameters without the text encoder at the MOSI configuration (d = 32, 8 heads):
+    the binary (3-class) model with 1 MCT layer, the seven-class one with 3, and their mean, which
+    is Table VI's 247,946 (tests/test_cider_params.py checks every component)."""
+    from mmlab.methods import make_method
+
+    def count(n_classes: int, layers: int) -> int:
+        method = make_method("cider", mosi_unaligned_standin(n_classes), [f"--mct.layers={layers}", "--mct.heads=8"])
+        return sum(p.numel() for p in method.parameters())
+
+    binary, seven = count(3, 1), count(7, 3)
+    return {"binary (3-class, 1 MCT layer)": binary, "seven-class (3 MCT layers)": seven, "mean": (binary + seven) / 2}
+
+
 # --------------------------------------------------------------------------- all methods
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     def fmt(v: Any) -> str:
@@ -266,6 +292,10 @@ def run_bench(methods: Sequence[str] | None = None, data: str | MMDataset = "syn
     if verbose:
         print(f"\n{ds.name}, device {rows[0]['device'] if rows else device}, torch threads {torch.get_num_threads()}")
         print(format_table(rows))
+        if any(n.startswith("cider") for n in names):
+            counts = cider_table_vi_parameters()
+            print("\nCIDer at CMU-MOSI's unaligned configuration, text encoder excluded (paper Table VI: 247,946): "
+                  + ", ".join(f"{k} {v:,.0f}" for k, v in counts.items()))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, records_csv_text(rows, COLUMNS))

@@ -4,9 +4,9 @@ component at the CMU-MOSI unaligned configuration of the public code: d = 32, te
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
+from mmlab.bench import cider_table_vi_parameters, mosi_unaligned_standin
 from mmlab.data.dataset import MMDataset
 from mmlab.methods import make_method
 
@@ -14,13 +14,7 @@ from mmlab.methods import make_method
 def mosi_unaligned(n_classes: int) -> MMDataset:
     """A 4-row stand-in with MOSI's unaligned shapes (text as precomputed 768-d features, so the
     text encoder is excluded as in Table VI)."""
-    n = 4
-    shapes = {"T": (50, 768), "A": (375, 5), "V": (500, 20)}
-    feats = {m: np.zeros((n, t, dim), np.float32) for m, (t, dim) in shapes.items()}
-    lengths = {m: np.full(n, t, np.int64) for m, (t, _) in shapes.items()}
-    y = np.arange(n) % n_classes
-    return MMDataset("mosi_shape", ("T", "A", "V"), feats, lengths, y, np.array(["train"] * n), np.arange(n).astype(str),
-                     tuple(f"c{i}" for i in range(n_classes)))
+    return mosi_unaligned_standin(n_classes)
 
 
 def count(module) -> int:
@@ -71,3 +65,7 @@ def test_table_vi_total(layers_binary, layers_seven):
 
 def test_total_differs_for_other_depths():
     assert (count(build(3, 2)) + count(build(7, 3))) / 2 != 247_946
+
+
+def test_bench_prints_table_vi():
+    assert cider_table_vi_parameters()["mean"] == 247_946
