@@ -340,3 +340,129 @@ def refresh(target: Any, fig: go.Figure) -> None:
             target.data = []
             target.add_traces(list(fig.data))
         target.layout.update(fig.layout.to_plotly_json(), overwrite=True)
+
+
+# ----------------------------------------------------------------------------- CM-ARR (notebook 07)
+def ellipse_xy(center: Sequence[float], cov: np.ndarray, n_sigma: float = 1.0, points: int = 48) -> np.ndarray:
+    """(points, 2) outline of the ``n_sigma`` contour of a 2-D Gaussian (center, 2x2 covariance)."""
+    vals, vecs = np.linalg.eigh(np.asarray(cov, float))
+    t = np.linspace(0, 2 * np.pi, points)
+    circle = np.stack([np.cos(t), np.sin(t)], 1) * np.sqrt(np.clip(vals, 0, None)) * n_sigma
+    return np.asarray(center, float) + circle @ vecs.T
+
+
+def gaussian_ellipses(panels: Mapping[str, Mapping[str, Any]], n_sigma: float = 1.0,
+                      title: str = "Utterance Gaussians of the UMC (CM-ARR §3.1.2), one ellipse per sample and modality") -> go.Figure:
+    """One panel per `mmlab.explore.project_gaussians` result (e.g. before / after training):
+    each utterance Gaussian as its ``n_sigma`` ellipse (colour = modality), its mean as a marker
+    labelled with the sample's number, and a grey line joining the means of one sample's
+    modalities. 2·M + 1 traces per panel."""
+    names = list(panels)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[
+        f"{k}<br><sup>the 2-D basis keeps {panels[k]['explained']:.0%} of these means' variance</sup>" for k in names])
+    for i, name in enumerate(names):
+        v = panels[name]
+        centers, covs, samples = np.asarray(v["centers"], float), np.asarray(v["covs"], float), list(v["samples"])
+        link_x: list[Any] = []
+        link_y: list[Any] = []
+        for s in range(len(samples)):
+            link_x += list(centers[s, :, 0]) + [None]
+            link_y += list(centers[s, :, 1]) + [None]
+        fig.add_trace(go.Scatter(x=link_x, y=link_y, mode="lines", name="same sample", showlegend=i == 0,
+                                 legendgroup="link", line=dict(color="#999", width=1, dash="dot"), hoverinfo="skip"),
+                      row=1, col=i + 1)
+        for j, m in enumerate(v["modalities"]):
+            xs: list[Any] = []
+            ys: list[Any] = []
+            for s in range(len(samples)):
+                e = ellipse_xy(centers[s, j], covs[s, j], n_sigma)
+                xs += list(e[:, 0]) + [None]
+                ys += list(e[:, 1]) + [None]
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{m}: {n_sigma:g}σ ellipse", legendgroup=m,
+                                     showlegend=i == 0, line=dict(color=color(j), width=1.5), hoverinfo="skip"),
+                          row=1, col=i + 1)
+            fig.add_trace(go.Scatter(x=centers[:, j, 0], y=centers[:, j, 1], mode="markers+text", name=f"{m}: mean μ",
+                                     legendgroup=m, showlegend=i == 0, text=[str(s) for s in samples],
+                                     textposition="top center", textfont=dict(size=10, color=color(j)),
+                                     marker=dict(color=color(j), size=8, line=dict(width=1, color="white")),
+                                     hovertemplate=f"{m}, sample %{{text}}<extra></extra>"), row=1, col=i + 1)
+        fig.update_xaxes(scaleanchor=f"y{i + 1 if i else ''}", row=1, col=i + 1)
+    fig.update_layout(**LAYOUT, title=title, height=480, width=1000)
+    return fig
+
+
+def latent_figure(view: Mapping[str, Any], title: str | None = None, max_points: int | None = 400) -> go.Figure:
+    """`mmlab.explore.flow_latents` in its 2-D PCA: left, every Z_m = F_m(X_m) coloured by
+    modality with Eq. 7's mean latent Z~ of the target (crosses); right, the same points by
+    class. The first ``max_points`` samples are drawn (None: all)."""
+    mods, target = list(view["modalities"]), view["target"]
+    cut = slice(None, max_points)
+    xy = {k: np.asarray(v, float)[cut] for k, v in view["xy"].items()}
+    y, classes = np.asarray(view["y"])[cut], list(view["classes"])
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        f"by modality, with Z~_{target} = mean of {', '.join('Z_' + m for m in view['sources'])} (Eq. 7)", "by class"))
+    for j, m in enumerate(mods):
+        p = np.asarray(xy[m], float)
+        fig.add_trace(go.Scatter(x=p[:, 0], y=p[:, 1], mode="markers", name=f"Z_{m}", legendgroup="mod",
+                                 marker=dict(color=color(j), size=4, opacity=0.45)), row=1, col=1)
+    p = np.asarray(xy["z_tilde"], float)
+    fig.add_trace(go.Scatter(x=p[:, 0], y=p[:, 1], mode="markers", name=f"Z~_{target} (Eq. 7)", legendgroup="mod",
+                             marker=dict(color="#000", size=5, symbol="x", opacity=0.6)), row=1, col=1)
+    allxy = np.concatenate([np.asarray(xy[m], float) for m in mods])
+    ally = np.concatenate([y for _ in mods])
+    for tr in embedding_traces(allxy, ally, classes, "class", "circle", opacity=0.4, size=4):
+        tr.name = tr.name.replace("class ", "")
+        fig.add_trace(tr, row=1, col=2)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    fig.update_layout(**LAYOUT, title=title or "The flows' latent space Z = F(X) (CM-ARR Eq. 6), time means, one PCA",
+                      height=450, width=1000)
+    return fig
+
+
+def reconstruction_figure(view: Mapping[str, Any], title: str | None = None, max_points: int | None = 300) -> go.Figure:
+    """`mmlab.explore.reconstruction_view`: real (o), reconstructed (x) and, on `synthetic`,
+    exact-conditional (◇, one draw) features of the target in one PCA fitted on the real ones,
+    by class; the first ``max_points`` samples (None: all)."""
+    cut = slice(None, max_points)
+    classes, y, acc = list(view["classes"]), np.asarray(view["y"])[cut], view["accuracy"]
+    xy = {k: np.asarray(v, float)[cut] for k, v in view["xy"].items()}
+    traces = (embedding_traces(xy["real"], y, classes, "real", "circle")
+              + embedding_traces(xy["generated"], y, classes, "reconstructed", "x", opacity=0.8))
+    if "exact" in xy:
+        traces += embedding_traces(xy["exact"], y, classes, "exact conditional", "diamond-open", opacity=0.6)
+    fig = go.Figure(traces)
+    default = (f"{view['direction']}: probe accuracy real {acc['real']:.2f}, reconstructed {acc['generated']:.2f}"
+               + (f", one exact draw {acc['exact']:.2f}" if "exact" in acc else ""))
+    fig.update_layout(**LAYOUT, title=title or default, xaxis=dict(showticklabels=False),
+                      yaxis=dict(showticklabels=False), height=480, width=900, legend=dict(font=dict(size=10)))
+    return fig
+
+
+def ablation_figure(summary: Mapping[str, Any], title: str | None = None) -> go.Figure:
+    """`mmlab.explore.ablation_summary` as bars (the six-pattern average per method, CM-ARR
+    Table 3 layout), with ±1 standard deviation over seeds when there are several and the Bayes
+    oracle as a dashed line."""
+    rows, oracle = list(summary["rows"]), summary.get("oracle")
+    names = [r["method"] for r in rows]
+    vals = [r["average"] for r in rows]
+    sds = [r["std"] for r in rows]
+    many = any(r["n_seeds"] > 1 for r in rows)
+    colors = [color(0) if m == "cmarr" else "#9aa5b1" if m.startswith("cmarr") else color(1) for m in names]
+    fig = go.Figure(go.Bar(x=names, y=vals, marker_color=colors, name=summary.get("metric", "accuracy"),
+                           error_y=dict(type="data", array=sds, visible=True) if many else None,
+                           text=[f"{v:.3f}" for v in vals], textposition="outside",
+                           customdata=[r["n_seeds"] for r in rows],
+                           hovertemplate="%{x}: %{y:.4f} (%{customdata} seed(s))<extra></extra>"))
+    tops = [v + s for v, s in zip(vals, sds)] + ([oracle["average"]] if oracle else [])
+    lows = [v - s for v, s in zip(vals, sds)]
+    if oracle:
+        fig.add_hline(y=oracle["average"], line=dict(dash="dash", color="#333"),
+                      annotation_text=f"Bayes oracle {oracle['average']:.3f}", annotation_position="top left")
+    seeds = sorted({r["n_seeds"] for r in rows})
+    default = (f"Six-pattern average {summary.get('metric', 'accuracy')} per method "
+               f"({'mean ± sd over ' if many else ''}{'/'.join(map(str, seeds))} seed(s))")
+    fig.update_layout(**LAYOUT, title=title or default, showlegend=False, height=440,
+                      yaxis=dict(title=summary.get("metric", "accuracy"),
+                                 range=[max(0.0, min(lows or [0]) - 0.05), min(1.0, max(tops or [1]) + 0.03)]))
+    return fig

@@ -19,7 +19,12 @@ that a move answers within ~2 s on a 2-core CPU:
 around those functions (notebooks with ``interactive=True``); headless notebooks show the
 same views as static figures (`mmlab.viz.missingness_figure`, `mmlab.viz.diffusion_figure`).
 
-Layout: `common` (constants, caches, `trained_method`), `missingness`, `diffusion`, `widgets`.
+The CM-ARR notebook (07) reads `mmlab.explore.cmarr`: the UMC's utterance Gaussians before and
+after training (`utterance_gaussians`, `alignment_distances`, `project_gaussians`), the flows'
+latent space (`flow_latents`), a reconstructed modality beside its real value and exact
+conditional (`reconstruction_view`) and the ablation rows of a comparison run (`ablation_summary`).
+
+Layout: `common` (constants, caches, `trained_method`), `missingness`, `diffusion`, `widgets`, `cmarr`.
 Import from ``mmlab.explore``.
 """
 
@@ -38,6 +43,10 @@ from mmlab.explore.diffusion import (
     trajectory_distances, step_sweep,
 )
 from mmlab.explore.widgets import MissingnessExplorer, DiffusionExplorer
+from mmlab.explore.cmarr import (
+    ABLATION_METHODS, untrained_copy, utterance_gaussians, alignment_distances, sigma_stats, fit_pca, pca_transform,
+    project_gaussians, flow_latents, reconstruction_view, ablation_results_path, ablation_summary,
+)
 
 __all__ = [
     "RATE_PROTOCOLS",
@@ -68,4 +77,16 @@ __all__ = [
     "step_sweep",
     "MissingnessExplorer",
     "DiffusionExplorer",
+    "ABLATION_METHODS",
+    "untrained_copy",
+    "utterance_gaussians",
+    "alignment_distances",
+    "sigma_stats",
+    "fit_pca",
+    "pca_transform",
+    "project_gaussians",
+    "flow_latents",
+    "reconstruction_view",
+    "ablation_results_path",
+    "ablation_summary",
 ]
