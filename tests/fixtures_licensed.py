@@ -173,3 +173,39 @@ def write_mmsa(root: Path, name: str = "MOSI", aligned: bool = False, n: int = 8
     with open(base / "Processed" / f"{'aligned' if aligned else 'unaligned'}_50.pkl", "wb") as fh:
         pickle.dump(data, fh, protocol=4)
     return base
+
+
+# ---------------------------------------------------------------------------- CIDer's OOD partitions
+def write_mmsa_ood(root: Path, name: str = "MOSI", aligned: bool = False, task_dir: str = "binary",
+                   n: int = 8, seed: int = 0, dims: tuple[int, int, int] | None = None,
+                   lens: tuple[int, int, int] | None = None, with_text: bool = True,
+                   compress: int | tuple[str, int] = 0, test_from: str = "mixed") -> Path:
+    """CIDer's ``OOD_{name}/{task_dir}/{name}_{aligned,unaligned}_50.pkl`` written with
+    ``joblib.dump`` (as the release is), beside the IID ``{name}/Processed`` pickle (written
+    first, same seed): the same 3 n clips re-split into train / valid / test, the test taking
+    clips from the IID train and test splits (``test_from="mixed"``), only from the IID train
+    (``"train"``), or from nowhere in the IID file (``"foreign"``: other ids). ``with_text``:
+    False drops the BERT ``text`` features, as a release without them would. Returns the file."""
+    import joblib
+
+    write_mmsa(root, name, aligned=aligned, n=n, seed=seed, dims=dims, lens=lens)
+    fname = f"{'aligned' if aligned else 'unaligned'}_50.pkl"
+    iid = pickle.loads((Path(root) / name / "Processed" / fname).read_bytes())
+    pool = {k: np.concatenate([iid[sp][k] for sp in ("train", "valid", "test")]) for k in iid["train"]}
+    tr, te = np.arange(n), np.arange(2 * n, 3 * n)  # IID train / test rows of the pool
+    if test_from == "mixed":
+        test = np.concatenate([tr[: n // 2], te[: n // 2]])
+    else:
+        test = tr
+    rest = np.setdiff1d(np.arange(3 * n), test)
+    rows = {"train": rest[: len(rest) - n // 2], "valid": rest[len(rest) - n // 2 :], "test": test}
+    data = {sp: {k: v[idx] for k, v in pool.items() if with_text or k != "text"} for sp, idx in rows.items()}
+    if test_from == "foreign":
+        data["test"]["id"] = np.array([f"other{i}$_$0" for i in range(len(test))])
+    for sp, d in data.items():
+        d["id"] = d["id"].astype(object)  # ids as an object array: joblib nests a pickle for it
+        d["audio"][-1, 0, 0] = -np.inf  # COVAREP -inf in every split
+    path = Path(root) / f"OOD_{name}" / task_dir / f"{name}_{fname}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(data, path, compress=compress)
+    return path

@@ -13,7 +13,12 @@ msp_improv   the same MMIN layout                                     MMIN 12-fo
 mintrec      {train,dev,test}.tsv, video_data/video_feats.pkl,        official train/dev/test
              audio_data/audio_feats.pkl [, text_data/text_feats.pkl]
 mosi, mosei  MMSA: Processed/{aligned,unaligned}_50.pkl               official train/valid/test
+mosi_ood,    the MMSA pickle + CIDer's OOD_{MOSI,MOSEI}/{binary,seven}/  + test_ood (mmsa_ood);
+mosei_ood    {MOSI,MOSEI}_{aligned,unaligned}_50.pkl (joblib)         or the OOD partition's own
 ============ ======================================================= ==========================
+
+Names take options after a colon: ``mosi:aligned,seven``, ``mosi:ood`` (= ``mosi_ood``),
+``mosei_ood:unaligned,seven``, ``mosi:ood_partition`` (`mmlab.data.mmsa_ood.mmsa_options`).
 
 Pickles are read with the restricted unpickler (`mmlab.data.safe_pickle`), ``.npy`` files
 without pickle (object arrays through the same restricted unpickler), HDF5 with h5py without
@@ -23,7 +28,8 @@ else ``MMLAB_MAX_BYTES``, else 4 GiB) that counts what it holds and what the loa
 it, padding included, before anything is allocated; ``max_len`` refuses longer sequences.
 Sample ids must be unique.
 
-One module per layout: `mmlab.data.mmin`, `mmlab.data.mintrec`, `mmlab.data.mmsa`; shared
+One module per layout: `mmlab.data.mmin`, `mmlab.data.mintrec`, `mmlab.data.mmsa` (and
+`mmlab.data.mmsa_ood` for CIDer's OOD partitions, joblib files read by `mmlab.data.safe_joblib`); shared
 checks and folder lookup in `mmlab.data.layout`. This module registers them.
 """
 
@@ -36,10 +42,11 @@ from mmlab.data.layout import (
 from mmlab.data.mintrec import MINTREC_EMOTION, MINTREC_LABELS, load_mintrec
 from mmlab.data.mmin import EMOTIONS_4, load_iemocap, load_msp_improv
 from mmlab.data.mmsa import MMSA_TASKS, load_mosei, load_mosi
+from mmlab.data.mmsa_ood import find_mosei_ood, find_mosi_ood, load_mosei_ood, load_mosi_ood, mmsa_options
 from mmlab.data.registry import DatasetEntry, register_dataset
 
 __all__ = [
-    "load_iemocap", "load_msp_improv", "load_mintrec", "load_mosi", "load_mosei",
+    "load_iemocap", "load_msp_improv", "load_mintrec", "load_mosi", "load_mosei", "load_mosi_ood", "load_mosei_ood",
     "find_iemocap", "find_msp_improv", "find_mintrec", "find_mosi", "find_mosei",
     "IEMOCAP_DIRS", "MSP_DIRS", "MINTREC_DIRS", "MOSI_DIRS", "MOSEI_DIRS",
     "EMOTIONS_4", "MINTREC_LABELS", "MINTREC_EMOTION", "MMSA_TASKS",
@@ -55,8 +62,12 @@ for _entry in (
     DatasetEntry("mintrec", load_mintrec, "MIntRec 20 intents: wav2vec2 audio, ROI video (text only if precomputed)",
                  "mintrec.md", find=find_mintrec),
     DatasetEntry("mosi", load_mosi, "CMU-MOSI sentiment, MMSA pickle (BERT/COVAREP/Facet)", "mosi.md", find=find_mosi,
-                 aliases=("cmu-mosi",)),
+                 aliases=("cmu-mosi",), options=mmsa_options),
     DatasetEntry("mosei", load_mosei, "CMU-MOSEI sentiment, MMSA pickle (BERT/COVAREP/Facet)", "mosei.md",
-                 find=find_mosei, aliases=("cmu-mosei",)),
+                 find=find_mosei, aliases=("cmu-mosei",), options=mmsa_options),
+    DatasetEntry("mosi_ood", load_mosi_ood, "CMU-MOSI IID splits + test_ood from CIDer's OOD re-partition", "mosi.md",
+                 find=find_mosi_ood, aliases=("cmu-mosi-ood",), options=mmsa_options),
+    DatasetEntry("mosei_ood", load_mosei_ood, "CMU-MOSEI IID splits + test_ood from CIDer's OOD re-partition",
+                 "mosei.md", find=find_mosei_ood, aliases=("cmu-mosei-ood",), options=mmsa_options),
 ):
     register_dataset(_entry)

@@ -1,5 +1,8 @@
 """The dataset registry: ``name -> loader``; `load_dataset` also accepts a path to a file.
 
+A name may carry options after a colon, ``name:opt,opt`` (e.g. ``mosi:aligned,seven,ood``),
+which the entry's ``options`` turns into loader keywords (entries without it take none).
+
 Loaders for licensed datasets look for their files under a data root: the ``data_root``
 argument, else the ``MMLAB_DATA_ROOT`` environment variable, else ``~/mmlab_data``.
 """
@@ -28,6 +31,7 @@ class DatasetEntry:
     bundled: bool = False  # ships with mmlab (always found)
     find: Callable[[Path], Path | None] | None = None  # where its files are under a data root
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    options: Callable[[list[str]], dict[str, Any]] | None = None  # "name:a,b" tokens -> loader keywords
 
 
 _REGISTRY: dict[str, DatasetEntry] = {}
@@ -80,8 +84,18 @@ def get_entry(name: str) -> DatasetEntry:
 
 
 def load_dataset(name_or_path: str | os.PathLike, data_root_dir: str | os.PathLike | None = None, **kwargs: Any) -> MMDataset:
-    """Load a registered dataset by name, or a bring-your-own ``.npz`` file by path."""
+    """Load a registered dataset by name (``name:opt,opt`` passes options, see the module
+    docstring), or a bring-your-own ``.npz`` file by path."""
     text = str(name_or_path)
+    _ensure_builtins()
+    base, colon, opts = text.partition(":")
+    if colon and base.lower() in _REGISTRY and not Path(text).expanduser().exists():
+        entry = _REGISTRY[base.lower()]
+        if entry.options is None:
+            raise UnknownDatasetError(f"dataset {entry.name!r} takes no options, got {text!r}")
+        kwargs = {**entry.options([o for o in opts.split(",") if o.strip()]), **kwargs}
+        return entry.loader(**kwargs) if entry.bundled or entry.find is None else \
+            entry.loader(root=data_root(data_root_dir), **kwargs)
     path = Path(text).expanduser()
     if text.lower() not in _REGISTRY and (path.suffix == ".npz" or path.exists()):
         from mmlab.data.byo import load_npz

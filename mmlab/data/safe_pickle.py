@@ -12,8 +12,9 @@ applied to a storage that torch serialises as bytes and would decode with
 (torch's own restricted unpickler) instead, and check the rebuild arguments. With
 ``allow_torch=False`` such files are refused with a message that says how to convert them.
 
-Files written by ``joblib.dump`` (CIDer's OOD pickles) or holding pandas objects are refused:
-convert them once, in a trusted environment, to plain dicts of numpy arrays.
+Files written by ``joblib.dump`` (CIDer's OOD pickles) are refused here; `mmlab.data.safe_joblib`
+reads them with the same allow-list (joblib's array wrapper and the raw array bytes after it,
+compressed or not). Pandas objects are refused: store numpy arrays.
 
 Memory is bounded by the file's budget (`mmlab.data.budget`; ``max_bytes`` / ``MMLAB_MAX_BYTES``,
 default 4 GiB): every array, copy and container an allowed call builds while unpickling is
@@ -188,11 +189,13 @@ def _torch_globals(where: str) -> dict[tuple[str, str], Any]:
     return {("torch._utils", "_rebuild_tensor_v2"): rebuild, ("torch.storage", "_load_from_bytes"): load_storage}
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: IO[bytes], where: str, allow_torch: bool) -> None:
-        super().__init__(file, encoding="latin1")  # latin1: py2 numpy pickles keep their bytes
-        self.where, self.allow_torch = where, allow_torch
-        self._torch: dict[tuple[str, str], Any] | None = None
+class _Restricted:
+    """The allow-list: `find_class` and `persistent_load` of every unpickler here (the C one
+    below, the pure-Python one of `mmlab.data.safe_joblib`)."""
+
+    where: str
+    allow_torch: bool
+    _torch: dict[tuple[str, str], Any] | None
 
     def find_class(self, module: str, name: str) -> Any:
         key = (module, name)
@@ -208,7 +211,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return self._torch[key]
         hint = ""
         if module.startswith("joblib"):
-            hint = " (a joblib file: re-save it with pickle as a dict of numpy arrays)"
+            hint = " (a joblib file: read it with mmlab.data.safe_joblib.safe_load_joblib)"
         elif module.startswith("pandas"):
             hint = " (pandas objects are not supported: store numpy arrays)"
         raise UnsafePickleError(
@@ -218,6 +221,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnsafePickleError(f"{self.where}: persistent ids ({repr(pid)[:40]}) are not allowed (is this a torch.save file?)")
+
+
+class _RestrictedUnpickler(_Restricted, pickle.Unpickler):
+    def __init__(self, file: IO[bytes], where: str, allow_torch: bool) -> None:
+        super().__init__(file, encoding="latin1")  # latin1: py2 numpy pickles keep their bytes
+        self.where, self.allow_torch = where, allow_torch
+        self._torch = None
 
 
 def safe_load(path_or_file: str | os.PathLike | IO[bytes], *, allow_torch: bool = True,
@@ -254,11 +264,12 @@ def safe_load(path_or_file: str | os.PathLike | IO[bytes], *, allow_torch: bool 
     return _load(path_or_file, where, allow_torch, budget or Budget(where, max_bytes))
 
 
-def _load(fh: IO[bytes], where: str, allow_torch: bool, budget: Budget) -> Any:
+def _load(fh: IO[bytes], where: str, allow_torch: bool, budget: Budget,
+          unpickler: Callable[[IO[bytes], str, bool], Any] = _RestrictedUnpickler) -> Any:
     meter = Budget(where, budget.left)  # what unpickling itself may build
     token = _METER.set(meter)
     try:
-        obj = _RestrictedUnpickler(fh, where, allow_torch).load()
+        obj = unpickler(fh, where, allow_torch).load()
         _METER.reset(token)
         token = None
         obj = _plain(obj, where)
