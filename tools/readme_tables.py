@@ -3,6 +3,7 @@
     .venv/bin/python tools/readme_tables.py cmp_full            # print the tables
     .venv/bin/python tools/readme_tables.py cmp_full --write    # rewrite them in README.md
     .venv/bin/python tools/readme_tables.py cmp_full cmp_more   # rows of several compare folders
+    .venv/bin/python tools/readme_tables.py cmp_cmarr cmp_cmarr_hw --prefix cmarr --write   # "cmarr-..." tables
 
 Each table sits in README.md between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->``;
 ``--write`` replaces what is between the markers and nothing else. Cells are accuracy (WA) x100,
@@ -40,8 +41,18 @@ def _sources(folders: list[Path], dataset: str) -> list[Path]:
 
 
 def _rows(folders: list[Path], dataset: str) -> list[dict]:
-    rows = [r for r in load_results(_sources(folders, dataset)) if r["dataset"] == dataset]
-    return aggregate([r for r in rows if r["protocol"] != "generation"])
+    """Aggregated rows of ``dataset``; a row that several folders hold (the same method, seed,
+    protocol, condition and split) counts once, from the first folder."""
+    sources = _sources(folders, dataset)
+    if not sources:
+        return []
+    seen, rows = set(), []
+    for r in load_results(sources):
+        key = (r["dataset"], r["method"], r["protocol"], r["condition"], r.get("split"), r.get("seed"))
+        if r["dataset"] == dataset and r["protocol"] != "generation" and key not in seen:
+            seen.add(key)
+            rows.append(r)
+    return aggregate(rows)
 
 
 def _label(method: str) -> str:
@@ -111,18 +122,36 @@ def generation_table(folders: list[Path]) -> str:
     return markdown_table(["direction", "method", "one sample", "mean of k", "mean error", "variance ratio"], out)
 
 
-def tables(folders: list[Path]) -> dict[str, str]:
+def handwritten_full_table(agg: list[dict]) -> str:
+    """Methods x accuracy with all six views, mean ± std over the seeds."""
+    rows = [[_label(a["method"]), mean_std_cell(a["accuracy_mean"], a["accuracy_std"], a["n_seeds"], 100, 2)]
+            for a in agg if a["protocol"] == "pattern" and a["condition"] == "full"]
+    return markdown_table(["method", "all six views"], rows)
+
+
+def tables(folders: list[Path], prefix: str = "") -> dict[str, str]:
+    """The tables the folders' rows make (those of a dataset they hold no rows of are left out),
+    named ``<prefix>-<name>`` with a prefix."""
     syn, hw = _rows(folders, "synthetic"), _rows(folders, "handwritten")
-    return {
-        "synthetic-patterns": patterns_table(syn),
-        "synthetic-rates": swept_table(syn, "rate_drop"),
-        "synthetic-full": full_input_table(syn, {"admc_joint": "Jointly_training (`admc_joint`)",
-                                                 "admc_use_itfn": "Use_ITFN (`admc_use_itfn`)",
-                                                 "admc": "MMER (`admc`)"}),
-        "handwritten-eta": swept_table(hw, "cpm"),
-        "handwritten-rates": swept_table(hw, "rate_drop"),
-        "synthetic-generation": generation_table(folders),
-    }
+    has = lambda agg, protocol: any(a["protocol"] == protocol for a in agg)  # noqa: E731
+    found = {}
+    if has(syn, "pattern"):
+        found["synthetic-patterns"] = patterns_table(syn)
+    if has(syn, "rate_drop"):
+        found["synthetic-rates"] = swept_table(syn, "rate_drop")
+    full = {"admc_joint": "Jointly_training (`admc_joint`)", "admc_use_itfn": "Use_ITFN (`admc_use_itfn`)",
+            "admc": "MMER (`admc`)"}
+    if all(any(a["method"] == m for a in syn) for m in full):
+        found["synthetic-full"] = full_input_table(syn, full)
+    if has(hw, "pattern"):
+        found["handwritten-full"] = handwritten_full_table(hw)
+    if has(hw, "cpm"):
+        found["handwritten-eta"] = swept_table(hw, "cpm")
+    if has(hw, "rate_drop"):
+        found["handwritten-rates"] = swept_table(hw, "rate_drop")
+    if any(r["protocol"] == "generation" for r in load_results(_sources(folders, "synthetic") or folders)):
+        found["synthetic-generation"] = generation_table(folders)
+    return {f"{prefix}-{k}" if prefix else k: v for k, v in found.items()}
 
 
 def write(readme: Path, found: dict[str, str]) -> list[str]:
@@ -142,8 +171,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", type=Path, nargs="+", help="--out folders of `mmlab compare --suite full` (and others)")
     ap.add_argument("--write", action="store_true", help="rewrite the tables in README.md")
+    ap.add_argument("--prefix", default="", help="name the tables <prefix>-<name> (e.g. cmarr)")
     args = ap.parse_args()
-    found = tables(args.folders)
+    found = tables(args.folders, args.prefix)
     if args.write:
         missing = write(README, found)
         if missing:
