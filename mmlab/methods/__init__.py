@@ -27,7 +27,7 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "admc_use_itfn": (_ADMC, {"completion": "zero", "mmer": False, "mf.scenarios": "full"}),
     # ours: a conditional v-prediction ADN sampled from n = N (respaced DDPM-50), K chosen on valid
     "admc_cond": (_ADMC, {"adn.training": "conditional", "diffusion.prediction": "v", "diffusion.start_step": 1000,
-                          "diffusion.sampler": "ddpm", "sample_steps": 50, "k_grid": [1, 4], "table4_steps": [1000]}),
+                          "diffusion.sampler": "ddpm", "sample_steps": 50, "k_grid": [1, 4, 8, 16], "table4_steps": [1000]}),
     # CM-ARR (mmlab/methods/cmarr.py) and the rows of its Table 3
     "cmarr": (_CMARR, {}),
     "cmarr_baseline": (_CMARR, {"udcl": False, "spcl": False, "reconstruct": False, "train_on": "full",
