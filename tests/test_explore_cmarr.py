@@ -213,3 +213,16 @@ def test_figures_have_a_fixed_trace_layout(gauss, views, tiny):
     assert len(viz.reconstruction_figure(view).data) == 3 * tiny.n_classes
     one_seed = {"rows": [{"method": "cmarr", "average": 0.6, "std": 0.0, "n_seeds": 1}], "oracle": None}
     assert viz.ablation_figure(one_seed).data[0].error_y.array is None
+
+
+def test_the_missingness_explorer_accepts_cmarr(tiny):
+    """Notebook 05's explorer is method-agnostic: CM-ARR's predictions under a mask draw, beside
+    the Bayes oracle's."""
+    from mmlab.methods import make_method
+
+    torch.manual_seed(0)
+    method = make_method("cmarr", tiny)
+    method.eval()
+    state = explore.missingness_state(tiny, method, max_samples=40)
+    view = explore.missingness_view(state, "fixed", "{AV}", seed=3)
+    assert len(view["pred"]) == 40 and view["method"] == "cmarr" and view["oracle_accuracy"] is not None
