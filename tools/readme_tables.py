@@ -102,8 +102,13 @@ def generation_table(folders: list[Path]) -> str:
     """One generated sample (and the mean of k) per direction against the exact conditional:
     accuracy of the frozen head, mean error and variance ratio (synthetic; the start step of
     a sweep is left out: rows without an "@n=" tag)."""
-    rows = [r for r in load_results(_sources(folders, "synthetic")) if r["protocol"] == "generation"
-            and len(str(r.get("source", ""))) == 2 and "@" not in r["condition"]]
+    rows, seen = [], set()
+    for r in load_results(_sources(folders, "synthetic")):
+        key = (r["method"], r["condition"], r.get("split"), r.get("seed"))
+        if r["protocol"] == "generation" and len(str(r.get("source", ""))) == 2 and "@" not in r["condition"] \
+                and key not in seen:  # the exact_conditional rows of several folders count once
+            seen.add(key)
+            rows.append(r)
     agg = aggregate(rows)
     look = {(a["method"], a["condition"]): a for a in agg}
     methods = [m for m in dict.fromkeys(a["method"] for a in agg) if m != "exact_conditional"] + ["exact_conditional"]

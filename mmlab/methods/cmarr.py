@@ -452,6 +452,5 @@ class CMARR(Method):
             return self.training_loss(random_mask_batch(batch, gen, self.fill, rng))
 
         validate = Validation(logits=self.predict_logits, patterns=cfg.validate_on)
-        main = Stage("cmarr", [p for name, p in self.named_children() if name != "probe"], loss, validate,
-                     config=cfg.train)
+        main = Stage("cmarr", [self], loss, validate, config=cfg.train)  # the probes get no gradient here
         return [main] + ([self._probe_stage(m) for m in self.modalities] if self.completes() else [])
