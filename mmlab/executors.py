@@ -487,12 +487,13 @@ def gather(root: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def _once(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Reference rows that every completing method's job writes alike (``exact_conditional``
-    of the generation protocol) are kept once per (dataset, protocol, condition, split, seed)."""
+    """Reference rows that several completing methods' jobs write alike (``exact_conditional``
+    of the generation protocol, `mmlab.evaluate.exact_name`) are kept once per (dataset,
+    method, protocol, condition, split, seed)."""
     seen, out = set(), []
     for r in rows:
-        if r.get("method") == "exact_conditional":
-            key = tuple(r.get(c) for c in ("dataset", "protocol", "condition", "split", "seed"))
+        if str(r.get("method", "")).startswith("exact_conditional"):
+            key = tuple(r.get(c) for c in ("dataset", "method", "protocol", "condition", "split", "seed"))
             if key in seen:
                 continue
             seen.add(key)

@@ -312,7 +312,7 @@ def test_completion_interface_probe_and_generation_rows(trained, tiny):
     for target, source in src.items():
         gen = by[("cmarr", f"{source}->{target}")]
         assert gen["variance_ratio"] == 0.0 and np.isfinite(gen["mean_error"])
-        assert ("exact_conditional", f"{source}->{target}") in by
+        assert ("exact_conditional[cmarr]", f"{source}->{target}") in by  # through CM-ARR's own encoder
     batch = masked(tiny.subset("test").batch(np.arange(16)), ("A", "V"))
     one = method.generate(batch.for_eval(), "T", torch.Generator().manual_seed(0))
     two = method.generate(batch.for_eval(), "T", torch.Generator().manual_seed(1))

@@ -139,8 +139,8 @@ def test_reconstruction_view_agrees_with_the_generation_protocol(views, trained,
             if r["target"] == "T"}
     assert view["accuracy"]["generated"] == rows[("cmarr", "AV->T")]
     assert view["accuracy"]["real"] == rows[("cmarr", "real->T")]
-    assert view["accuracy"]["exact"] == rows[("exact_conditional", "AV->T")]
-    assert view["accuracy"]["exact_mean"] == rows[("exact_conditional", "AV->T mean")]
+    assert view["accuracy"]["exact"] == rows[("exact_conditional[cmarr]", "AV->T")]
+    assert view["accuracy"]["exact_mean"] == rows[("exact_conditional[cmarr]", "AV->T mean")]
     # an exact draw is sqrt(2) times farther from the real value than the conditional mean (both are draws)
     assert 1.2 < view["exact_to_real"] / view["conditional_sd"] < 1.65
     assert view["spread"]["generated"] < view["spread"]["real"]

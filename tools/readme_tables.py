@@ -111,10 +111,14 @@ def generation_table(folders: list[Path]) -> str:
             rows.append(r)
     agg = aggregate(rows)
     look = {(a["method"], a["condition"]): a for a in agg}
-    methods = [m for m in dict.fromkeys(a["method"] for a in agg) if m != "exact_conditional"] + ["exact_conditional"]
+    names = list(dict.fromkeys(a["method"] for a in agg))
+    methods = [m for m in names if not m.startswith("exact_conditional")]
+    exact = [m for m in names if m.startswith("exact_conditional")]
+    order = [x for m in methods for x in (m, f"exact_conditional[{m}]")] + (["exact_conditional"] if
+                                                                          "exact_conditional" in exact else [])
     out = []
     for direction in ("VT->A", "AT->V", "AV->T"):
-        for m in methods:
+        for m in [x for x in order if x in names]:
             one, mean = look.get((m, direction)), look.get((m, f"{direction} mean"))
             if one is None:
                 continue

@@ -44,6 +44,15 @@ def oracle_table(data: MMDataset, split: str = "test", patterns: Sequence[Sequen
 EXACT = "exact_conditional"
 
 
+def exact_name(method: Method) -> str:
+    """The ``method`` column of the exact-conditional reference rows for ``method``: the exact
+    draws go through the method's own encoder and head, so the reference belongs to them.
+    ``method.exact_reference`` names a reference that several methods share (ADMC's variants
+    share their ITFN encoders and heads for a seed: ``exact_conditional``); otherwise
+    ``exact_conditional[<method name>]``."""
+    return getattr(method, "exact_reference", None) or f"{EXACT}[{method.name}]"
+
+
 @torch.no_grad()
 def generation_table(method: Method, data: MMDataset, split: str = "test", seed: int = 1111,
                      sources: str = "auto", include_real: bool = True, batch_size: int = 256,
@@ -56,7 +65,7 @@ def generation_table(method: Method, data: MMDataset, split: str = "test", seed:
     generated sample, ``"VT->A mean"`` the mean of the ``k``. Swept over
     ``method.generation_options()`` (a sweep of several values adds ``"@n=50"``-style tags).
 
-    On a dataset with a known generative model (`synthetic`), method ``exact_conditional`` rows
+    On a dataset with a known generative model (`synthetic`), ``exact_conditional`` rows (`exact_name`)
     do the same with target frames drawn from their exact conditional law given the observed
     frames and encoded by the same frozen encoder (``real_features``): the best a generator can
     do. The method's rows then carry ``mean_error`` (RMS over feature dimensions of the mean of
@@ -138,7 +147,7 @@ def generation_table(method: Method, data: MMDataset, split: str = "test", seed:
             if exact_model is not None:
                 exact = exact_draws(target, masks, seed)
                 for label, feats in ((name, exact[0]), (f"{name} mean", exact.mean(0))):
-                    rows.append({**base, "method": EXACT, "condition": label, "source": sep.join(src),
+                    rows.append({**base, "method": exact_name(method), "condition": label, "source": sep.join(src),
                                  "target": target, **scored(target, feats)})
             for opt in grid:
                 gen = torch_generator(seed, "generation", target, sep.join(src), repr(sorted(opt.items())),
