@@ -353,3 +353,24 @@ def test_unknown_select_metric_in_validation(tmp_path):
     m.stages = lambda d: [stage]
     with pytest.raises(ConfigError, match="select_metric 'macro_recall'.*accuracy"):
         Trainer(m, data, tmp_path, TrainConfig(epochs=1, progress=False)).fit()
+
+
+def test_test_options_tie_ignores_last_bit_rounding(tmp_path, monkeypatch):
+    """Two settings whose valid accuracies are equal up to float summation order: the first
+    (cheapest) is kept, as `Method.test_options` promises."""
+    import mmlab.train
+
+    data = toy_data()
+
+    class Choosy(ZeroFillLateFusion):
+        def test_options(self):
+            return {"k": [1, 2, 3]}
+
+        def set_test_options(self, k):
+            self.k = k
+
+    method = Choosy(ZeroFillLateFusionConfig(), data)
+    scores = iter([0.3771428571428571, 0.37714285714285717, 0.2])
+    monkeypatch.setattr(mmlab.train, "validate_classifier", lambda *a, **k: {"accuracy": next(scores)})
+    chosen = Trainer(method, data, tmp_path / "run", TrainConfig(progress=False))._choose_test_options(data.subset("valid"))
+    assert chosen["test_options"] == {"k": 1} and method.k == 1
