@@ -466,3 +466,150 @@ def ablation_figure(summary: Mapping[str, Any], title: str | None = None) -> go.
                       yaxis=dict(title=summary.get("metric", "accuracy"),
                                  range=[max(0.0, min(lows or [0]) - 0.05), min(1.0, max(tops or [1]) + 0.03)]))
     return fig
+
+
+# ----------------------------------------------------------------------------- CIDer (notebook 08)
+MASK_IMAGE_COLORS = ((0.0, "#f2f2f2"), (0.25, "#f2f2f2"), (0.25, "#d62728"), (0.5, "#d62728"), (0.5, "#2b7bba"),
+                     (0.75, "#2b7bba"), (0.75, "#08306b"), (1.0, "#08306b"))  # padding, missing, observed, [CLS]/[SEP]
+
+
+def mask_image_figure(images: Mapping[str, Any], title: str | None = None) -> go.Figure:
+    """`mmlab.explore.mask_images` as pictures: one panel per (protocol, rate), rows = protocols,
+    columns = rates; in each, samples down and the positions of every modality across (grey
+    padding, red missing, blue observed, dark blue the [CLS]/[SEP] that are never dropped)."""
+    panels = list(images["panels"])
+    protocols = list(dict.fromkeys(p["protocol"] for p in panels))
+    rates = sorted({p["rate"] for p in panels})
+    titles = []
+    by = {(p["protocol"], p["rate"]): p for p in panels}
+    for pr in protocols:
+        for r in rates:
+            p = by.get((pr, r))
+            titles.append(f"{pr}, rate {r:g} (realised {p['missing_rate']:.2f})" if p else "")
+    fig = make_subplots(rows=len(protocols), cols=len(rates), subplot_titles=titles, horizontal_spacing=0.03,
+                        vertical_spacing=0.12)
+    mods, widths = list(images["modalities"]), images["widths"]
+    starts = np.cumsum([0] + [widths[m] for m in mods])
+    labels = np.concatenate([[f"{m} position {t}" for t in range(widths[m])] for m in mods])
+    for i, pr in enumerate(protocols):
+        for j, r in enumerate(rates):
+            p = by.get((pr, r))
+            if p is None:
+                continue
+            z = np.asarray(p["image"])
+            fig.add_trace(go.Heatmap(z=z, zmin=0, zmax=3, colorscale=[list(c) for c in MASK_IMAGE_COLORS],
+                                     showscale=(i == 0 and j == 0), customdata=np.broadcast_to(labels, z.shape),
+                                     colorbar=dict(tickvals=[0.375, 1.125, 1.875, 2.625],
+                                                   ticktext=["padding", "missing", "observed", "[CLS]/[SEP]"]),
+                                     hovertemplate="sample %{y}, %{customdata}: %{z}<extra></extra>"),
+                          row=i + 1, col=j + 1)
+            for s in starts[1:-1]:
+                fig.add_vline(x=s - 0.5, line=dict(color="black", width=1), row=i + 1, col=j + 1)
+            fig.update_xaxes(tickvals=[(a + b - 1) / 2 for a, b in zip(starts[:-1], starts[1:])], ticktext=mods,
+                             row=i + 1, col=j + 1)
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    n = len(panels[0]["image"]) if panels else 0
+    fig.update_layout(**LAYOUT, height=230 * len(protocols) + 90, width=330 * len(rates) + 120,
+                      title=title or f"Masks of the first {n} {images.get('split', 'test')} samples (CIDer §III-A)")
+    return fig
+
+
+def block_masks_figure(panels: Sequence[Mapping[str, Any]], lengths: Sequence[int], names: Sequence[str],
+                       title: str | None = None, cols: int = 4) -> go.Figure:
+    """`mmlab.explore.block_mask_panels`: one picture per MCT branch, rows (queries) down and
+    columns (keys) across the concatenation T | A | V; blue where a row may attend to a column."""
+    n_rows = -(-len(panels) // cols)
+    fig = make_subplots(rows=n_rows, cols=cols, subplot_titles=[p["branch"] for p in panels],
+                        horizontal_spacing=0.04, vertical_spacing=0.1)
+    starts = np.cumsum([0] + [int(t) for t in lengths])
+    mid = [(a + b - 1) / 2 for a, b in zip(starts[:-1], starts[1:])]
+    for k, p in enumerate(panels):
+        r, c = k // cols + 1, k % cols + 1
+        fig.add_trace(go.Heatmap(z=np.asarray(p["mask"], int), zmin=0, zmax=1, showscale=False,
+                                 colorscale=[[0, "#f7f7f7"], [1, "#2b7bba"]],
+                                 hovertemplate="row %{y}, column %{x}: %{z}<extra></extra>"), row=r, col=c)
+        for s in starts[1:-1]:
+            fig.add_vline(x=s - 0.5, line=dict(color="#555", width=0.8), row=r, col=c)
+            fig.add_hline(y=s - 0.5, line=dict(color="#555", width=0.8), row=r, col=c)
+        fig.update_xaxes(tickvals=mid, ticktext=list(names), row=r, col=c)
+        fig.update_yaxes(tickvals=mid, ticktext=list(names), autorange="reversed", row=r, col=c)
+    dims = " | ".join(f"T_{n.lower()}={t}" for n, t in zip(names, lengths))
+    fig.update_layout(**LAYOUT, height=270 * n_rows + 80, width=260 * cols + 80,
+                      title=title or f"The MCT's branch masks (CIDer Eqs. 7-12) for {dims}: row attends to column")
+    return fig
+
+
+def distillation_figure(rows: Sequence[Mapping[str, Any]], title: str | None = None) -> go.Figure:
+    """`mmlab.explore.distillation_log` over epochs: the task losses and Eq. 30's total (left),
+    the three distillation losses L_recon, L_attn, L_joint (middle), the valid accuracy (right)."""
+    epochs = [r["epoch"] for r in rows]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("task losses (Eqs. 28, 30)",
+                                                        "distillation losses (Eqs. 17-19)", "valid accuracy"))
+    groups = ((("teacher_task", "student_task", "loss"), 1), (("recon", "attn", "joint"), 2), (("valid_accuracy",), 3))
+    i = 0
+    for keys, col in groups:
+        for k in keys:
+            fig.add_trace(go.Scatter(x=epochs, y=[r.get(k) for r in rows], mode="lines+markers", name=k,
+                                     line=dict(color=color(i))), row=1, col=col)
+            i += 1
+    fig.update_xaxes(title="epoch", dtick=1)
+    fig.update_layout(**LAYOUT, title=title or "CIDer's losses per epoch (train-epoch means; valid accuracy over "
+                      "the seven conditions)", height=380, width=1050)
+    return fig
+
+
+def rate_curves_figure(rows: Sequence[Mapping[str, Any]], metric: str = "accuracy", title: str | None = None) -> go.Figure:
+    """`mmlab.explore.rate_curves`: one panel per missing type, ``metric`` against the rate, one
+    colour per split, the method solid and the Bayes oracle dashed; the legend carries each AUILC."""
+    protocols = list(dict.fromkeys(r["protocol"] for r in rows))
+    splits = list(dict.fromkeys(r["split"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig = make_subplots(rows=1, cols=len(protocols), subplot_titles=protocols, shared_yaxes=True)
+    for c, pr in enumerate(protocols):
+        for i, s in enumerate(splits):
+            for m in methods:
+                pts = sorted((float(r["condition"].split("=")[1]), float(r[metric])) for r in rows
+                             if r["protocol"] == pr and r["split"] == s and r["method"] == m
+                             and r["condition"].startswith("rate="))
+                area = [float(r[metric]) for r in rows if r["protocol"] == pr and r["split"] == s and r["method"] == m
+                        and r["condition"] == "AUILC"]
+                if not pts:
+                    continue
+                oracle = m == "bayes_oracle"
+                fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers",
+                                         name=f"{m} {s}" + (f" (AUILC {area[0]:.3f})" if area else ""),
+                                         line=dict(color=color(i), dash="dash" if oracle else "solid"),
+                                         marker=dict(symbol="circle-open" if oracle else "circle")),
+                              row=1, col=c + 1)
+    fig.update_xaxes(title="missing rate")
+    fig.update_yaxes(title=metric, row=1, col=1)
+    fig.update_layout(**LAYOUT, title=title or f"{metric} vs missing rate per missing type (AUILC: CIDer Eq. 31)",
+                      height=420, width=380 * len(protocols) + 120, legend=dict(font=dict(size=10)))
+    return fig
+
+
+def tau_figure(sweep: Mapping[str, Any], tau: float | None = None, title: str | None = None) -> go.Figure:
+    """`mmlab.explore.tau_sweep`: accuracy against Eq. 25's tau per split (solid; dotted: the
+    Bayes oracle on the same conditions), the tau chosen on valid (dashed line), the tau that
+    would be best on test_ood (a star: an upper bound, never a choice) and ``tau`` (the slider,
+    grey line). One trace per split and per oracle line, whatever ``tau`` is."""
+    grid = list(sweep["grid"])
+    fig = go.Figure()
+    for i, (s, c) in enumerate(sweep["curves"].items()):
+        fig.add_trace(go.Scatter(x=grid, y=c["accuracy"], mode="lines+markers", name=f"{s} (n={sweep['n'][s]})",
+                                 line=dict(color=color(i))))
+        if s in sweep.get("oracle", {}):
+            fig.add_trace(go.Scatter(x=[grid[0], grid[-1]], y=[sweep["oracle"][s]] * 2, mode="lines",
+                                     name=f"Bayes oracle {s}", line=dict(color=color(i), dash="dot", width=1)))
+    ood = sweep["curves"].get("test_ood")
+    if ood is not None:
+        b = grid.index(sweep["best"]["test_ood"])
+        fig.add_trace(go.Scatter(x=[grid[b]], y=[ood["accuracy"][b]], mode="markers", name="best on test_ood "
+                                 "(upper bound, not a choice)", marker=dict(symbol="star", size=14, color="#000")))
+    fig.add_vline(x=sweep["chosen"], line=dict(dash="dash", color="#333"), annotation_text=f"chosen on valid: "
+                  f"tau={sweep['chosen']:g}", annotation_position="top right")
+    if tau is not None:
+        fig.add_vline(x=float(tau), line=dict(color="#999", width=3), opacity=0.5)
+    fig.update_layout(**LAYOUT, title=title or f"Accuracy vs tau of Eq. 25 (mean over the '{sweep['patterns']}' "
+                      "conditions tau is chosen on)", xaxis_title="tau", yaxis_title="accuracy", height=440, width=900)
+    return fig

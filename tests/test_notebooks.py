@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 NAMES = [p.stem for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))]
 EXPECTED = ["00_quickstart", "01_feature_extraction", "02_data_and_missingness", "03_encoders_itfn", "04_diffusion_completion",
-            "05_missingness_explorer", "06_diffusion_step_explorer", "07_cmarr", "90_benchmark_report"]
+            "05_missingness_explorer", "06_diffusion_step_explorer", "07_cmarr", "08_cider", "90_benchmark_report"]
 
 FAST = {
     "preset": "tiny",
@@ -56,6 +56,9 @@ FAST = {
     "admc_overrides": {"itfn.train.epochs": 2, "adn.train.epochs": 5, "mf.train.epochs": 2,
                        "mf.scenarios": "full", "mmer": False},
     "cmarr_overrides": {"train.epochs": 3, "train.batch_size": 32, "probe.epochs": 5},
+    "cider_overrides": {"train.epochs": 1},  # 08 on the tiny synthetic_text (all 300 train rows): ~30 s
+    "max_eval": 100,
+    "eval_rates": [0.0, 0.5, 1.0],
     "overrides": {"reference.train.epochs": 4, "admc.itfn.train.epochs": 2, "admc.adn.train.epochs": 5,
                   "admc.mf.train.epochs": 2, "admc.mf.scenarios": "full", "admc.mmer": False},
 }
@@ -169,6 +172,29 @@ def expected_ranges(name: str, ref: Reference, metrics: dict) -> dict[str, tuple
         return {"real_accuracy": (0.0, ref.single(t) + TOL), "generated_accuracy": (0.0, ref.without(t) + TOL),
                 "exact_accuracy": (0.0, ref.without(t) + TOL), "alignment_ratio_before": (0.8, 1.2),
                 "alignment_ratio_after": (1e-6, metrics.get("alignment_ratio_before", 1.2))}
+    if name == "08_cider":
+        # on the tiny synthetic_text: the Bayes oracle's AUILC on the notebook's masks is exact and bounds the
+        # model's; Eq. 27 on raw counts keeps every word seen in train (unequal classes), on rates a strict subset;
+        # the tau sweep reproduces the Trainer's choice on valid, and the best test_ood tau is an upper bound
+        from mmlab import explore
+        from mmlab.methods.cider import CIDerConfig
+
+        text = load_dataset("synthetic_text", preset=FAST["preset"])
+        rows = explore.rate_curves(None, text, explore.CIDER_PROTOCOLS, FAST["eval_rates"], max_eval=FAST["max_eval"],
+                                   seed=_default(name, "seed"))
+        area = {f"{r['protocol']}_{r['split']}": r["accuracy"] for r in rows if r["condition"] == "AUILC"}
+        seen = int((explore.class_counts(text).sum(0) > 0).sum())
+        valid_oracle = float(np.mean([r["accuracy"] for r in _oracle_table()(text, split="valid")]))
+        grid = CIDerConfig().tau_grid
+        epochs = FAST["cider_overrides"]["train.epochs"]
+        return {"edges_kept": (1.0, 1.0), "rmfm_realised_0_5": (0.4, 0.6), "loss_identity_error": (0.0, 1e-5),
+                "epochs": (epochs, epochs), "words_seen": (seen, seen), "kept_raw": (seen, seen),
+                "kept_method": (1, seen - 1), "cf_changed_share": (1e-9, 1.0), "cf_changed_share_raw": (0.0, 0.0),
+                "tau_chosen": (min(grid), max(grid)), "tau_argmax_valid_agrees": (1.0, 1.0),
+                "oracle_valid_seven": _exact(valid_oracle), "valid_at_chosen": (0.0, valid_oracle + TOL),
+                "test_ood_best": (metrics.get("test_ood_at_chosen", 0.0), 1.0),
+                **{f"oracle_auilc_{k}": _exact(v) for k, v in area.items()},
+                **{f"auilc_{k}": (0.0, v + TOL) for k, v in area.items()}}
     if name == "90_benchmark_report":
         return {"average_accuracy_reference": ref.learned(ref.average), "average_accuracy_admc": ref.learned(ref.average),
                 "average_accuracy_bayes_oracle": _exact(ref.average)}

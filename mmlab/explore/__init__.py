@@ -24,7 +24,14 @@ after training (`utterance_gaussians`, `alignment_distances`, `project_gaussians
 latent space (`flow_latents`), a reconstructed modality beside its real value and exact
 conditional (`reconstruction_view`) and the ablation rows of a comparison run (`ablation_summary`).
 
+The CIDer notebook (08) reads `mmlab.explore.cider`: RMFM / traditional RMFM / RMM masks as
+images (`mask_images`), the MCT's branch masks (`block_mask_panels`), the distillation losses per
+epoch (`distillation_log`), accuracy-vs-rate curves and AUILC beside the oracle (`rate_curves`,
+`auilc_summary`), Eq. 27's kept words and counterfactual texts (`bias_word_table`,
+`counterfactual_examples`) and accuracy as tau moves (`tau_sweep`, `TauExplorer`).
+
 Layout: `common` (constants, caches, `trained_method`), `missingness`, `diffusion`, `widgets`, `cmarr`.
+`cider` holds notebook 08's functions and its tau widget.
 Import from ``mmlab.explore``.
 """
 
@@ -89,4 +96,41 @@ __all__ = [
     "reconstruction_view",
     "ablation_results_path",
     "ablation_summary",
+]
+from mmlab.explore.cider import (
+    CIDER_PROTOCOLS, MASK_CODES, with_train_rows, frame_conditions, mask_images, mask_rate_rows, mct_inputs,
+    branch_label, block_mask_panels, distillation_log, rate_curves, auilc_summary, vocabulary, decode, word_kinds,
+    class_counts, fitted_bias_words, bias_word_table, kept_summary, counterfactual_examples, counterfactual_share,
+    log_probs, read_calibration, tau_sweep, tau_rows, condition_rows, tau_view, TauExplorer,
+)
+
+__all__ += [
+    "CIDER_PROTOCOLS",
+    "MASK_CODES",
+    "with_train_rows",
+    "frame_conditions",
+    "mask_images",
+    "mask_rate_rows",
+    "mct_inputs",
+    "branch_label",
+    "block_mask_panels",
+    "distillation_log",
+    "rate_curves",
+    "auilc_summary",
+    "vocabulary",
+    "decode",
+    "word_kinds",
+    "class_counts",
+    "fitted_bias_words",
+    "bias_word_table",
+    "kept_summary",
+    "counterfactual_examples",
+    "counterfactual_share",
+    "log_probs",
+    "read_calibration",
+    "tau_sweep",
+    "tau_rows",
+    "condition_rows",
+    "tau_view",
+    "TauExplorer",
 ]
