@@ -114,11 +114,13 @@ def generation_table(folders: list[Path]) -> str:
     names = list(dict.fromkeys(a["method"] for a in agg))
     methods = [m for m in names if not m.startswith("exact_conditional")]
     exact = [m for m in names if m.startswith("exact_conditional")]
-    order = [x for m in methods for x in (m, f"exact_conditional[{m}]")] + (["exact_conditional"] if
-                                                                          "exact_conditional" in exact else [])
+    order: list[str] = []  # each method, then its reference (its own, else ADMC's shared one)
+    for m in methods:
+        ref = f"exact_conditional[{m}]" if f"exact_conditional[{m}]" in exact else "exact_conditional"
+        order += [m] + ([ref] if ref in exact and ref not in order else [])
     out = []
     for direction in ("VT->A", "AT->V", "AV->T"):
-        for m in [x for x in order if x in names]:
+        for m in order:
             one, mean = look.get((m, direction)), look.get((m, f"{direction} mean"))
             if one is None:
                 continue
