@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import time
 import traceback
@@ -365,12 +366,66 @@ def _run_local(tasks: Sequence[Task], workers: int, progress: bool,
             if running:
                 time.sleep(poll_s)
     except BaseException:
-        for job in running.values():
-            job.cancel(check=False)
+        _cancel_local({i: (job, tasks[i]) for i, job in running.items()})
         raise
     finally:
         bar.close()
     return spent, errors
+
+
+def _cancel_local(running: Mapping[int, tuple[Any, Task]], grace_s: float = 3.0) -> None:
+    """Stop running local jobs: submitit's cancel (SIGINT to its wrapper process), then SIGKILL
+    to whatever is left after ``grace_s``: the job process named in its status.json and the
+    wrapper. SIGINT alone is not enough: a process started from a background shell inherits
+    SIGINT as ignored (and submitit's job process ignores SIGTERM, Slurm's preemption notice)."""
+    for job, _ in running.values():
+        job.cancel(check=False)
+    pids = []
+    for job, task in running.values():
+        wrapper = getattr(job, "_process", None)
+        if wrapper is None:
+            continue
+        runs = _read_json(Path(task.folder) / STATUS).get("runs") or [{}]
+        child = runs[-1].get("pid")  # the job process, if it is this wrapper's child (not a reused pid)
+        pids += [wrapper.pid] + ([child] if isinstance(child, int) and _parent(child) == wrapper.pid else [])
+    deadline = time.time() + grace_s
+    while time.time() < deadline and any(_pid_alive(p) for p in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        if _pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    for job, _ in running.values():
+        wrapper = getattr(job, "_process", None)
+        if wrapper is not None:
+            try:
+                wrapper.wait(timeout=grace_s)
+            except Exception:  # noqa: BLE001 (a wrapper we could not reap stays a zombie until we exit)
+                pass
+
+
+def _parent(pid: int) -> int | None:
+    """The parent pid of ``pid`` (Linux ``/proc``), None when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().split(")")[-1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
 
 
 def submit_slurm(tasks: Sequence[Task], folder: str | Path, options: SlurmOptions) -> list[Any]:

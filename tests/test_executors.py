@@ -241,17 +241,20 @@ def test_sigterm_stops_the_jobs_and_a_rerun_finishes_them(tiny, tmp_path, execut
            str(data), "--methods", "zero_fill", "--seeds", "5,6", "--protocol", "patterns", "--out", str(out),
            "--executor", executor, "--workers", "2", "--train.epochs=100000", "--train.patience=100000"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = tmp_path / "stderr.txt"  # a file, not a pipe: a job outliving the command must fail the test, not hang it
+    # a shell's background job inherits SIGINT as ignored; so may the jobs: cancelling must not rely on SIGINT
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err.open("w"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     statuses = [out / "jobs" / "zero_fill" / f"seed{s}" / "status.json" for s in (5, 6)]
     deadline = time.time() + 120
     while not all(p.exists() for p in statuses) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
-    assert all(p.exists() for p in statuses), proc.stderr.read().decode() if proc.poll() is not None else "no job"
+    assert all(p.exists() for p in statuses), err.read_text() if proc.poll() is not None else "no job"
     pids = [json.loads(p.read_text())["runs"][-1]["pid"] for p in statuses]
     assert all(_alive(pid) for pid in pids)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 143
-    assert "interrupted; finished results stay on disk" in proc.stderr.read().decode()
+    assert "interrupted; finished results stay on disk" in err.read_text()
     deadline = time.time() + 30
     while any(_alive(pid) for pid in pids) and time.time() < deadline:
         time.sleep(0.2)
