@@ -9,7 +9,8 @@ Two configurations:
   licensed data is needed; text encoder excluded as in the paper's Table VI; the binary model
   with one MCT layer), with MOSI's 1284 training utterances and batch 32 for the per-epoch figure.
 
-A training step is both of MSSD's optimiser steps (B20: complete input, then RMFM-masked input).
+A training step is both of MSSD's optimiser steps (B20 of mmlab/methods/cider.py: complete input,
+then RMFM-masked input).
 The paper reports 10.4 s per epoch on MOSI on an RTX 8000; run this with ``--device cuda`` on a GPU
 to compare.
 

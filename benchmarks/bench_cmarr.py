@@ -2,7 +2,7 @@
 
 For the CPU default and the ``paper`` preset (d = 128, T = 50, K = 32 flow steps, 20 RCABs,
 batch 16) on ``synthetic`` it prints the parameter count (total and per box of Fig. 2), then
-times ``--batches`` optimiser steps of Eq. 14 on masked train batches (C1) and extrapolates to
+times ``--batches`` optimiser steps of Eq. 14 on masked train batches (C1, mmlab/methods/cmarr.py) and extrapolates to
 seconds per epoch over the whole training split. The flows alone: `benchmarks/bench_flow.py`.
 
     python benchmarks/bench_cmarr.py --device cpu --batches 20
