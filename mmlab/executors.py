@@ -406,26 +406,32 @@ def _cancel_local(running: Mapping[int, tuple[Any, Task]], grace_s: float = 3.0)
                 pass
 
 
-def _parent(pid: int) -> int | None:
-    """The parent pid of ``pid`` (Linux ``/proc``), None when unknown."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of Linux ``/proc/<pid>/stat`` after the command name (state, ppid, ...), None
+    when it cannot be read."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().split(")")[-1].split()[1])
-    except (OSError, ValueError, IndexError):
+            return fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
 
 
+def _parent(pid: int) -> int | None:
+    """The parent pid of ``pid``, None when unknown."""
+    fields = _proc_stat(pid)
+    return int(fields[1]) if fields and fields[1].isdigit() else None
+
+
 def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie."""
+    """Whether process ``pid`` exists and is not a zombie (without ``/proc``: whether it exists)."""
+    fields = _proc_stat(pid)
+    if fields is not None:
+        return fields[0] != "Z"
     try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
+        os.kill(pid, 0)
     except OSError:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
+        return False
+    return True
 
 
 def submit_slurm(tasks: Sequence[Task], folder: str | Path, options: SlurmOptions) -> list[Any]:

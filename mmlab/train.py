@@ -67,7 +67,7 @@ from mmlab.evaluate import validate as run_validation
 from mmlab.evaluate import validate_classifier
 from mmlab.methods.base import (HIGHER_IS_BETTER, LOWER_IS_BETTER, VALIDATE_ON, FeatureBatch, Method, Stage,
                                 TrainConfig, Validation)
-from mmlab.utils import (FolderLock, atomic_write_bytes, atomic_write_text, resolve_device, seed_sequence,
+from mmlab.utils import (FolderLock, atomic_write_bytes, atomic_write_text, first_best, resolve_device, seed_sequence,
                          torch_generator)
 
 CSV_HEADER = ["time", "stage", "epoch", "split", "metric", "value"]
@@ -309,9 +309,7 @@ class Trainer:
             val = validate_classifier(self.method, valid, self.method.test_options_patterns,
                                       self.config.eval_batch_size, device=self.device)
             scores.append(val["accuracy"])
-        # the first best (the cheapest when listed cheapest first); means of the same accuracies
-        # summed in another order differ in the last bits, which must not break that tie
-        best = int(np.argmax(np.round(scores, 9)))
+        best = first_best(scores)  # the cheapest when listed cheapest first
         self.method.set_test_options(**combos[best])
         return {"test_options": combos[best], "chosen_on": f"valid accuracy, {self.method.test_options_patterns}",
                 "scores": [{**c, "accuracy": s} for c, s in zip(combos, scores)]}

@@ -63,6 +63,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def first_best(scores: "np.typing.ArrayLike", decimals: int = 9) -> int:
+    """Index of the first highest score: a setting chosen on valid among candidates listed
+    cheapest first. Scores are compared at ``decimals`` places, so means of the same accuracies
+    summed in another order (they differ in the last bits) still tie and the first one wins."""
+    return int(np.argmax(np.round(np.asarray(scores, dtype=np.float64), decimals)))
+
+
 def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
     """``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (CUDA when present) -> torch.device."""
     if device is None or device == "auto":

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 from mmlab.data.dataset import MMDataset
 from mmlab.data.tokens import CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID, VOCAB_SIZE
 from mmlab.errors import ConfigError
+from mmlab.utils import first_best
 
 CIDER_PROTOCOLS = ("rmfm", "traditional_rmfm", "rmm")  # CIDer's missing types for unaligned data (§III-A, appendix)
 MASK_CODES = ("padding", "missing", "observed", "[CLS]/[SEP] (never dropped)")  # values 0..3 of a mask image
@@ -436,8 +437,7 @@ def tau_sweep(method: Any, data: MMDataset, splits: Sequence[str] = ("valid", "t
         if orc:
             out["oracle"][split] = float(np.mean(list(orc.values())))
             out.setdefault("oracle_conditions", {})[split] = orc
-    # the first best, ignoring the last bits of float sums (as `Trainer` chooses test options)
-    out["best"] = {s: grid[int(np.argmax(np.round(c["accuracy"], 9)))] for s, c in out["curves"].items()}
+    out["best"] = {s: grid[first_best(c["accuracy"])] for s, c in out["curves"].items()}  # the Trainer's rule
     out["argmax_valid"] = out["best"].get("valid")
     cal = read_calibration(method)
     if cal and "scores" in cal:
