@@ -65,7 +65,7 @@ def load_results(result_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Rows of every ``results.csv`` (a folder holding one, or the file itself); of a compare or
     sweep folder, the rows of its finished jobs (`missing_jobs` lists the others).
 
-    The same (dataset, method, protocol, condition, seed) in two files is kept once when the
+    The same (dataset, method, protocol, condition, test split, seed) in two files is kept once when the
     values agree (the oracle rows of several `compare` runs) and is a `DataError` otherwise.
     """
     if isinstance(result_dirs, (str, Path)):
@@ -75,11 +75,11 @@ def load_results(result_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     rows, seen = [], {}
     for path in (src for d in result_dirs for src in _sources(d)):
         for r in (gather(path)[0] if path.is_dir() else read_results(path)):
-            key = tuple(r.get(k) for k in (*KEYS, "seed"))
+            key = (*(r.get(k) for k in KEYS), r.get("split") or "test", r.get("seed"))
             if key in seen:
                 other, where = seen[key]
                 if any(_differs(r.get(c), other.get(c)) for c in METRICS):
-                    raise DataError(f"{path}: result {dict(zip((*KEYS, 'seed'), key))} is also in {where} with "
+                    raise DataError(f"{path}: result {dict(zip((*KEYS, 'split', 'seed'), key))} is also in {where} with "
                                     "different values; report these runs separately")
                 continue
             seen[key] = (r, path)

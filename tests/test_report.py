@@ -97,3 +97,19 @@ def test_bad_inputs(tmp_path, two_runs):
     # a results.csv file may be given directly
     paths = build_report([two_runs[1] / "results.csv"], tmp_path / "r3")
     assert (tmp_path / "r3" / "synthetic.csv") in paths
+
+
+def test_extra_test_splits_are_different_results(tmp_path):
+    """A row of `test_ood` is not a duplicate of the same condition on `test` (it was: equal values
+    dropped it, different values raised), and the same split in two folders still counts once."""
+    header = HEADER.replace("seed,mask_seed", "split,seed,mask_seed")
+    lines = ["synthetic_text,cider,pattern,full,test,1111,1111,100,0.8,0.8,0.8",
+             "synthetic_text,cider,pattern,full,test_ood,1111,1111,100,0.7,0.7,0.7",
+             "synthetic_text,zero_fill,pattern,full,test,1111,1111,100,0.6,0.6,0.6",
+             "synthetic_text,zero_fill,pattern,full,test_ood,1111,1111,100,0.6,0.6,0.6"]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.csv").write_text(header + "\n".join(lines) + "\n")
+    rows = load_results([tmp_path / "a", tmp_path / "b"])
+    assert sorted((r["method"], r["split"], r["accuracy"]) for r in rows) == [
+        ("cider", "test", 0.8), ("cider", "test_ood", 0.7), ("zero_fill", "test", 0.6), ("zero_fill", "test_ood", 0.6)]

@@ -140,6 +140,32 @@ def handwritten_full_table(agg: list[dict]) -> str:
     return markdown_table(["method", "all six views"], rows)
 
 
+def ood_table(agg: list[dict]) -> str:
+    """`synthetic_text` (CIDer's issue): per test split, full input, the six-pattern average and the
+    RMFM / RMM AUILC (Eq. 31 of CIDer, rates 0-1), mean ± std over the seeds; the last columns are
+    each method's RMFM AUILC gap to the oracle's on both splits."""
+    look = {(a["method"], a["protocol"], a["condition"], a.get("split", "test")): a for a in agg}
+    splits = [s for s in ("test", "test_ood") if any(k[3] == s for k in look)]
+    cols = [("pattern", "full"), ("pattern", "Average"), ("rmfm", "AUILC"), ("rmm", "AUILC")]
+    methods = list(dict.fromkeys(a["method"] for a in agg if a["method"] != ORACLE)) + [ORACLE]
+    out = []
+    for m in methods:
+        cells = [f"**{_label(m)}**" if m == ORACLE else m]
+        for s in splits:
+            for p, c in cols:
+                a = look.get((m, p, c, s))
+                cells.append("" if a is None else mean_std_cell(a["accuracy_mean"], a["accuracy_std"], a["n_seeds"], 100, 1))
+        for s in splits:
+            a, o = look.get((m, "rmfm", "AUILC", s)), look.get((ORACLE, "rmfm", "AUILC", s))
+            cells.append("" if a is None or o is None or m == ORACLE
+                         else f"{100 * (a['accuracy_mean'] - o['accuracy_mean']):+.1f}")
+        out.append(cells)
+    names = {"full": "full", "Average": "six-pattern avg", "AUILC": "AUILC"}
+    header = ["method"] + [f"{s}: {p.upper() + ' ' if p != 'pattern' else ''}{names[c]}" for s in splits for p, c in cols]
+    header += [f"RMFM AUILC gap to oracle, {s}" for s in splits]
+    return markdown_table(header, out)
+
+
 def tables(folders: list[Path], prefix: str = "") -> dict[str, str]:
     """The tables the folders' rows make (those of a dataset they hold no rows of are left out),
     named ``<prefix>-<name>`` with a prefix."""
@@ -160,6 +186,9 @@ def tables(folders: list[Path], prefix: str = "") -> dict[str, str]:
         found["handwritten-eta"] = swept_table(hw, "cpm")
     if has(hw, "rate_drop"):
         found["handwritten-rates"] = swept_table(hw, "rate_drop")
+    text = _rows(folders, "synthetic_text")
+    if has(text, "rmfm"):
+        found["synthetic_text-ood"] = ood_table(text)
     if any(r["protocol"] == "generation" for r in load_results(_sources(folders, "synthetic") or folders)):
         found["synthetic-generation"] = generation_table(folders)
     return {f"{prefix}-{k}" if prefix else k: v for k, v in found.items()}
