@@ -349,3 +349,11 @@ def test_write_results_of_evaluate_rows(tmp_path, data):
     back = read_results(paths["csv"])
     assert len(back) == len(rows)
     assert back[0]["accuracy"] == rows[0]["accuracy"] and back[-1]["condition"] == "Average"
+
+
+def test_results_markdown_scales_fractions_only(tmp_path):
+    """Accuracy-like fractions print x100; a feature-space error or a variance ratio prints as is."""
+    rows = [{"dataset": "d", "method": "m", "protocol": "generation", "condition": "VT->A", "seed": s,
+             "accuracy": a, "mean_error": e, "variance_ratio": v} for s, a, e, v in ((1, 0.5, 0.25, 1.5), (2, 0.7, 0.75, 0.5))]
+    md = write_results(rows, tmp_path)["md"].read_text()
+    assert "| 60.00 ± 10.00 | 0.50 ± 0.25 | 1.00 ± 0.50 | 2 |" in md

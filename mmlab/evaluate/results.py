@@ -106,13 +106,19 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     return [{k: v if k in KEYS else _parse(v) for k, v in r.items() if v != ""} for r in rows]
 
 
+# metrics that are not fractions: printed as they are, never x100
+UNSCALED = ("mean_error", "variance_ratio", "mae", "corr")
+
+
 def results_markdown(rows: Sequence[Mapping[str, Any]], scale: float = 100.0, digits: int = 2) -> str:
-    """A Markdown table of `aggregate` (mean ± std, ×100 by default) with one row per group."""
+    """A Markdown table of `aggregate` (mean ± std, fractions ×100 by default, `UNSCALED` metrics
+    as they are) with one row per group."""
     agg = aggregate(rows)
     cols = [c[: -len("_mean")] for c in agg[0] if c.endswith("_mean")]
     keys = _group_keys(rows)
     head = [*keys, *cols, "n_seeds"]
-    fmt = lambda a, c: mean_std_cell(a[c + "_mean"], a[c + "_std"], a["n_seeds"], scale, digits)  # noqa: E731
+    fmt = lambda a, c: mean_std_cell(a[c + "_mean"], a[c + "_std"], a["n_seeds"],  # noqa: E731
+                                     1.0 if c in UNSCALED else scale, digits)
     cells = [[str(a[k]) for k in keys] + [fmt(a, c) for c in cols] + [str(a["n_seeds"])] for a in agg]
     return markdown_table(head, cells) + "\n"
 
