@@ -216,13 +216,15 @@ def _safe(name: str) -> str:
 
 def build_report(result_dirs: Sequence[str | Path], out: str | Path, scale: float = 100.0,
                  digits: int = 1) -> list[Path]:
-    """Write ``<dataset>.csv`` per dataset, ``report.md`` and ``report.html`` into ``out``.
+    """Write ``<dataset>.csv`` per dataset, ``report.md`` and ``report.html`` into ``out``; rows of an
+    extra test split are a dataset of their own, ``<dataset> (<split>)``.
 
     ``out`` is created when missing; an existing file of the same name is never overwritten
     (`DataError` naming it: choose a new folder). Returns the written paths.
     """
 
-    rows = load_results(result_dirs)
+    rows = [dict(r, dataset=f"{r['dataset']} ({r['split']})") if r.get("split", "test") != "test" else r
+            for r in load_results(result_dirs)]  # an extra test split (test_ood) is a section of its own
     out = Path(out)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     names = {d: _safe(d) for d in datasets}

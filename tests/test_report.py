@@ -113,3 +113,8 @@ def test_extra_test_splits_are_different_results(tmp_path):
     rows = load_results([tmp_path / "a", tmp_path / "b"])
     assert sorted((r["method"], r["split"], r["accuracy"]) for r in rows) == [
         ("cider", "test", 0.8), ("cider", "test_ood", 0.7), ("zero_fill", "test", 0.6), ("zero_fill", "test_ood", 0.6)]
+    paths = build_report([tmp_path / "a"], tmp_path / "r")
+    assert sorted(p.name for p in paths if p.suffix == ".csv") == ["synthetic_text.csv", "synthetic_text_test_ood.csv"]
+    ood = list(csv.reader((tmp_path / "r" / "synthetic_text_test_ood.csv").open()))
+    assert {(r[0], r[3]) for r in ood[1:]} == {("cider", "70.0 (1 seed)"), ("zero_fill", "60.0 (1 seed)")}
+    assert "## synthetic_text (test_ood)" in (tmp_path / "r" / "report.md").read_text()
