@@ -24,6 +24,8 @@ def _encoders():
         "bilstm": LSTMMaxPool(D_IN, D_OUT, layers=2, bidirectional=True),
         "textcnn": TextCNN(D_IN, D_OUT, kernels=(2, 3, 5), filters=6),
         "mlp": MLPEncoder(D_IN, D_OUT, hidden=9),
+        "lstm_mean": LSTMMaxPool(D_IN, D_OUT, pool="mean"),
+        "textcnn_mean": TextCNN(D_IN, D_OUT, kernels=(2, 3), filters=6, pool="mean"),
     }
 
 
@@ -35,14 +37,14 @@ def _inputs(b=5, t=9, seed=0):
     return x, mask
 
 
-@pytest.mark.parametrize("name", ["lstm", "bilstm", "textcnn", "mlp"])
+@pytest.mark.parametrize("name", ["lstm", "bilstm", "textcnn", "mlp", "lstm_mean", "textcnn_mean"])
 def test_shapes(name):
     enc = _encoders()[name]
     x, mask = _inputs()
     assert enc(x, mask).shape == (5, D_OUT)
 
 
-@pytest.mark.parametrize("name", ["lstm", "bilstm", "textcnn", "mlp"])
+@pytest.mark.parametrize("name", ["lstm", "bilstm", "textcnn", "mlp", "lstm_mean", "textcnn_mean"])
 def test_padding_invariance(name):
     """Appending padding frames (with garbage values) or changing padded values changes nothing."""
     enc = _encoders()[name].eval()
@@ -58,7 +60,7 @@ def test_padding_invariance(name):
         torch.testing.assert_close(enc(x[i : i + 1, :n], mask[i : i + 1, :n]), ref[i : i + 1], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["lstm", "bilstm", "textcnn", "mlp"])
+@pytest.mark.parametrize("name", ["lstm", "bilstm", "textcnn", "mlp", "lstm_mean", "textcnn_mean"])
 def test_empty_rows_give_zeros(name):
     enc = _encoders()[name]
     x, mask = _inputs()
@@ -68,7 +70,7 @@ def test_empty_rows_give_zeros(name):
     assert torch.all(enc(x, torch.zeros_like(mask)) == 0)
 
 
-@pytest.mark.parametrize("name", ["lstm", "textcnn"])
+@pytest.mark.parametrize("name", ["lstm", "textcnn", "lstm_mean", "textcnn_mean"])
 def test_unobserved_frames_left_out_of_pool(name):
     """An unobserved frame that holds the maximum cannot win the max-pool."""
     enc = _encoders()[name].eval()
@@ -80,7 +82,7 @@ def test_unobserved_frames_left_out_of_pool(name):
     assert torch.equal(enc(x, obs)[1:], enc(x, mask)[1:])
 
 
-@pytest.mark.parametrize("name", ["lstm", "bilstm", "textcnn", "mlp"])
+@pytest.mark.parametrize("name", ["lstm", "bilstm", "textcnn", "mlp", "lstm_mean", "textcnn_mean"])
 def test_gradient_flow(name):
     enc = _encoders()[name]
     x, mask = _inputs()
@@ -130,3 +132,14 @@ def test_bad_inputs_and_config():
         enc(torch.randn(2, 3, D_IN + 1), torch.ones(2, 3, dtype=torch.bool))
     with pytest.raises(DataError, match="mask expected"):
         enc(torch.randn(2, 3, D_IN), torch.ones(2, 3))
+
+
+def test_mean_pool_averages_the_hidden_states():
+    """pool="mean": the mean of the LSTM's outputs over the valid frames (max: their maximum)."""
+    enc = _encoders()["lstm_mean"].eval()
+    x, mask = _inputs()
+    h, _ = enc.lstm(x[:1, :4])
+    torch.testing.assert_close(enc(x[:1, :4], mask[:1, :4]), h.mean(1))
+    assert make_encoder(EncoderConfig(kind="lstm", pool="mean"), D_IN, 9).pool is enc.pool
+    with pytest.raises(ConfigError, match="EncoderConfig.pool"):
+        EncoderConfig(pool="median")

@@ -53,15 +53,26 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
 
 
+POOLS = {"max": masked_max, "mean": masked_mean}
+
+
+def _pool_fn(pool: str, who: str):
+    if pool not in POOLS:
+        raise ConfigError(f"{who}: pool expected one of {list(POOLS)}, got {pool!r}")
+    return POOLS[pool]
+
+
 class LSTMMaxPool(nn.Module):
     """ADMC Enc_a / Enc_v: LSTM (hidden = d_out) then max-pool over valid frames (ADMC §4.1-4.2).
 
     Padding is removed with ``pack_padded_sequence``; pooled frames are set to -inf where the
-    mask is False. With ``bidirectional`` each direction has d_out // 2 units.
+    mask is False. With ``bidirectional`` each direction has d_out // 2 units. ``pool="mean"``
+    (not ADMC's) averages the hidden states over the valid frames instead.
     """
 
-    def __init__(self, d_in: int, d_out: int = 256, layers: int = 1, bidirectional: bool = False):
+    def __init__(self, d_in: int, d_out: int = 256, layers: int = 1, bidirectional: bool = False, pool: str = "max"):
         super().__init__()
+        self.pool = _pool_fn(pool, "LSTMMaxPool")
         if bidirectional and d_out % 2:
             raise ConfigError(f"LSTMMaxPool: d_out must be even when bidirectional, got {d_out}")
         self.d_in, self.d_out = d_in, d_out
@@ -75,7 +86,7 @@ class LSTMMaxPool(nn.Module):
             return x.new_zeros(x.shape[0], self.d_out)
         packed = pack_padded_sequence(x, ext.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
         h, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])
-        return masked_max(h, mask)
+        return self.pool(h, mask)
 
 
 class TextCNN(nn.Module):
@@ -85,11 +96,14 @@ class TextCNN(nn.Module):
     One Conv1d per kernel size k, ReLU, masked global max-pool, concat (len(kernels) * filters),
     Linear to d_out. Each sequence is right-padded with k - 1 zero frames, so output position j
     is the window that starts at frame j; it is pooled where ``mask[j]`` is True. Sequences
-    shorter than the kernel are handled by that padding.
+    shorter than the kernel are handled by that padding. ``pool="mean"`` (not Kim's) averages
+    the windows instead of taking their max.
     """
 
-    def __init__(self, d_in: int, d_out: int = 256, kernels: tuple[int, ...] = (3, 4, 5), filters: int = 128):
+    def __init__(self, d_in: int, d_out: int = 256, kernels: tuple[int, ...] = (3, 4, 5), filters: int = 128,
+                 pool: str = "max"):
         super().__init__()
+        self.pool = _pool_fn(pool, "TextCNN")
         if not kernels or any(k < 1 for k in kernels):
             raise ConfigError(f"TextCNN: kernels expected positive integers, got {kernels}")
         self.d_in, self.d_out, self.kernels = d_in, d_out, tuple(kernels)
@@ -105,7 +119,7 @@ class TextCNN(nn.Module):
         pooled = []
         for k, conv in zip(self.kernels, self.convs):
             h = torch.relu(conv(nn.functional.pad(xt, (0, k - 1))))  # (B, F, T)
-            pooled.append(masked_max(h.transpose(1, 2), mask))
+            pooled.append(self.pool(h.transpose(1, 2), mask))
         out = self.proj(torch.cat(pooled, -1))
         return out * mask.any(1, keepdim=True).to(out.dtype)
 
@@ -148,6 +162,7 @@ class EncoderConfig:
     """
 
     kind: EncoderKind = "auto"
+    pool: str = "max"  # lstm, textcnn: "max" over frames (ADMC, MMIN) or "mean"
     d_out: int = 256
     layers: int = 1  # lstm
     bidirectional: bool = False  # lstm
@@ -159,6 +174,8 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         if self.kind not in ("auto", "lstm", "textcnn", "mlp"):
             raise ConfigError(f"EncoderConfig.kind: expected 'auto', 'lstm', 'textcnn' or 'mlp', got {self.kind!r}")
+        if self.pool not in POOLS:
+            raise ConfigError(f"EncoderConfig.pool: expected one of {list(POOLS)}, got {self.pool!r}")
         for name in ("d_out", "layers", "filters", "hidden"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -182,7 +199,7 @@ def make_encoder(cfg: EncoderConfig, d_in: int, max_len: int, modality: str | No
         raise ConfigError(f"make_encoder: d_in expected a positive integer, got {d_in}")
     kind = resolve_kind(cfg, max_len, modality)
     if kind == "lstm":
-        return LSTMMaxPool(d_in, cfg.d_out, cfg.layers, cfg.bidirectional)
+        return LSTMMaxPool(d_in, cfg.d_out, cfg.layers, cfg.bidirectional, cfg.pool)
     if kind == "textcnn":
-        return TextCNN(d_in, cfg.d_out, cfg.kernels, cfg.filters)
+        return TextCNN(d_in, cfg.d_out, cfg.kernels, cfg.filters, cfg.pool)
     return MLPEncoder(d_in, cfg.d_out, cfg.hidden)
