@@ -177,7 +177,7 @@ COMPARISON_METHODS: tuple[str, ...] = (
 OUTSIDE_FULL_SUITE: dict[str, str] = {
     "reference": "the small model of the tests and the quickstart, not a published method",
     **dict.fromkeys(("cider", "cider_wo_mssd", "cider_wo_maci", "cider_rate_cv"),
-                    "reads token text (synthetic_text, test_ood); about 15 min per run on the CPU default"),
+                    "reads token text (synthetic_text, test_ood); 8-19 min per run on the CPU default"),
     **dict.fromkeys(("cmarr_baseline", "cmarr_wo_udcl", "cmarr_wo_spcl", "cmarr_wo_attention", "cmarr_point",
                      "cmarr_alpha01"),
                     "CM-ARR's Table 3 ablations, measured on their own (docs/results/cmarr/); 1-2 min per run"),

@@ -1,8 +1,9 @@
 """Fill baselines: "zero_fill", "mean_fill" (zero / mean padding, ADMC §2.1) and the full-modality
 "full_zero" (CM-ARR §4.4).
 
-Per-modality encoders (LSTM + max-pool for A/V, TextCNN for T; ADMC §4.1 / MMIN) whose
-utterance embeddings are concatenated and classified by an MLP (early fusion). Missing
+Per-modality encoders (LSTM for A/V, TextCNN for T; ADMC §4.1 / MMIN; mean-pooled over frames by
+the CPU default, max-pooled by MMIN and the ``paper`` preset) whose utterance embeddings are
+concatenated and classified by an MLP (early fusion). Missing
 modalities are filled *outside* the model and the encoders read every real frame
 (``pad_mask``), so the fill value is what the model sees in place of a missing modality:
 
@@ -58,7 +59,7 @@ class FillFusion(Method):
 
     Config = FillFusionConfig
     PRESETS = {  # MMIN sizes: 128-d encoders, classifier 128, batch 128, lr 2e-4, 20 epochs
-        "paper": {"encoder.d_out": 128, "encoder.filters": 128, "hidden": 128,
+        "paper": {"encoder.d_out": 128, "encoder.filters": 128, "encoder.pool": "max", "hidden": 128,
                   "train.epochs": 20, "train.batch_size": 128, "train.lr": 2e-4, "train.lr_schedule": "mmin_linear"},
     }
     name = "zero_fill"

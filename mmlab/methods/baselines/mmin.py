@@ -4,8 +4,9 @@ https://github.com/AIM3-RUC/MMIN), a baseline of ADMC §5.1 and CM-ARR §4.2.
 
 Stages, as in the public code (``utt_fusion`` teacher, then ``mmin``):
 
-1. ``utt_fusion``: teacher encoders (LSTM + max-pool for A/V, TextCNN for T) + an MLP head on
-   the concatenated embeddings, CE on complete train data, selected on complete valid input.
+1. ``utt_fusion``: teacher encoders (LSTM for A/V, TextCNN for T; max-pooled in the ``paper``
+   preset, mean-pooled by the CPU default) + an MLP head on the concatenated embeddings, CE on
+   complete train data, selected on complete valid input.
    At its end the student encoders are initialised from the teacher's (MMIN ``post_process``).
 2. ``mmin``: the teacher is frozen. For a train batch masked by the `RandomPattern` sampler the
    student encoders read the zero-filled input (every real frame, like MMIN's ``A * mask``):
@@ -81,7 +82,7 @@ class MMIN(Method):
 
     Config = MMINConfig
     PRESETS = {  # scripts/CAP_mmin.sh and CAP_utt_fusion.sh
-        "paper": {"encoder.d_out": 128, "encoder.filters": 128, "ae_layers": [256, 128, 64], "n_blocks": 5,
+        "paper": {"encoder.d_out": 128, "encoder.filters": 128, "encoder.pool": "max", "ae_layers": [256, 128, 64], "n_blocks": 5,
                   "hidden": 128, "p_full": 0.0,
                   "pretrain.epochs": 20, "pretrain.batch_size": 128, "pretrain.lr": 2e-4,
                   "pretrain.lr_schedule": "mmin_linear",
