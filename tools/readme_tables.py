@@ -41,17 +41,22 @@ def _sources(folders: list[Path], dataset: str) -> list[Path]:
 
 
 def _seed_rows(folders: list[Path], dataset: str) -> list[dict]:
-    """Rows of ``dataset``; a row that several folders hold (the same method, seed, protocol,
-    condition and split) counts once, from the first folder."""
-    sources = _sources(folders, dataset)
-    if not sources:
-        return []
-    seen, rows = set(), []
-    for r in load_results(sources):
-        key = (r["dataset"], r["method"], r["protocol"], r["condition"], r.get("split"), r.get("seed"))
-        if r["dataset"] == dataset and r["protocol"] != "generation" and key not in seen:
+    """Rows of ``dataset``. The rows of one (method, seed, test split, protocol) come from the
+    first folder that holds them: a later folder's are left out (a re-run with new defaults listed
+    first replaces the old rows), so a row that several folders hold counts once."""
+    rows, runs, seen = [], set(), set()
+    for src in _sources(folders, dataset):
+        mine = [r for r in load_results([src]) if r["dataset"] == dataset and r["protocol"] != "generation"]
+        new_runs = set()
+        for r in mine:
+            run = (r["method"], r.get("seed"), r.get("split") or "test", r["protocol"])
+            key = (*run, r["condition"])
+            if run in runs or key in seen:
+                continue
             seen.add(key)
+            new_runs.add(run)
             rows.append(r)
+        runs |= new_runs
     return rows
 
 
@@ -109,7 +114,7 @@ def generation_table(folders: list[Path]) -> str:
     accuracy of the frozen head, mean error and variance ratio (synthetic; the start step of
     a sweep is left out: rows without an "@n=" tag)."""
     rows, seen = [], set()
-    for r in load_results(_sources(folders, "synthetic")):
+    for r in (r for src in _sources(folders, "synthetic") for r in load_results([src])):
         key = (r["method"], r["condition"], r.get("split"), r.get("seed"))
         if r["protocol"] == "generation" and len(str(r.get("source", ""))) == 2 and "@" not in r["condition"] \
                 and key not in seen:  # the exact_conditional rows of several folders count once
@@ -203,7 +208,7 @@ def tables(folders: list[Path], prefix: str = "") -> dict[str, str]:
     text = _seed_rows(folders, "synthetic_text")
     if any(r["protocol"] == "rmfm" for r in text):
         found["synthetic_text-ood"] = ood_table(text)
-    if any(r["protocol"] == "generation" for r in load_results(_sources(folders, "synthetic") or folders)):
+    if any(r["protocol"] == "generation" for src in _sources(folders, "synthetic") for r in load_results([src])):
         found["synthetic-generation"] = generation_table(folders)
     return {f"{prefix}-{k}" if prefix else k: v for k, v in found.items()}
 
