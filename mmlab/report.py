@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mmlab.errors import DataError
-from mmlab.evaluate import AUILC, AVERAGE, KEYS, METRICS, aggregate, read_results
+from mmlab.evaluate import AUILC, AVERAGE, KEYS, METRICS, UNSCALED, aggregate, read_results, split_of
 from mmlab.executors import gather, has_plan
 from mmlab.executors import missing_jobs as ex_missing_jobs
 from mmlab.tables import csv_text, html_table, markdown_table, mean_std_cell
@@ -75,7 +75,7 @@ def load_results(result_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     rows, seen = [], {}
     for path in (src for d in result_dirs for src in _sources(d)):
         for r in (gather(path)[0] if path.is_dir() else read_results(path)):
-            key = (*(r.get(k) for k in KEYS), r.get("split") or "test", r.get("seed"))
+            key = (*(r.get(k) for k in KEYS), split_of(r), r.get("seed"))
             if key in seen:
                 other, where = seen[key]
                 if any(_differs(r.get(c), other.get(c)) for c in METRICS):
@@ -103,9 +103,11 @@ def _metrics(agg: list[dict[str, Any]]) -> list[str]:
 
 
 def _cell(a: dict[str, Any] | None, metric: str, scale: float, digits: int) -> str:
+    """"mean ± std", fractions x ``scale``, the `UNSCALED` metrics (errors, ratios) as they are."""
     if a is None or f"{metric}_mean" not in a or math.isnan(a[f"{metric}_mean"]):
         return "-"
-    return mean_std_cell(a[metric + "_mean"], a[metric + "_std"], a["n_seeds"], scale, digits)
+    return mean_std_cell(a[metric + "_mean"], a[metric + "_std"], a["n_seeds"], 1.0 if metric in UNSCALED else scale,
+                         digits)
 
 
 def _order(values: list[str]) -> list[str]:
@@ -223,7 +225,7 @@ def build_report(result_dirs: Sequence[str | Path], out: str | Path, scale: floa
     (`DataError` naming it: choose a new folder). Returns the written paths.
     """
 
-    rows = [dict(r, dataset=f"{r['dataset']} ({r['split']})") if r.get("split", "test") != "test" else r
+    rows = [dict(r, dataset=f"{r['dataset']} ({split_of(r)})") if split_of(r) != "test" else r
             for r in load_results(result_dirs)]  # an extra test split (test_ood) is a section of its own
     out = Path(out)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))

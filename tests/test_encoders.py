@@ -72,7 +72,7 @@ def test_empty_rows_give_zeros(name):
 
 @pytest.mark.parametrize("name", ["lstm", "textcnn", "lstm_mean", "textcnn_mean"])
 def test_unobserved_frames_left_out_of_pool(name):
-    """An unobserved frame that holds the maximum cannot win the max-pool."""
+    """An unobserved frame (here one that holds the maximum) is left out of the pool, max or mean."""
     enc = _encoders()[name].eval()
     x, mask = _inputs()
     x[0, 3] = 50.0 * x[0, 3].sign()

@@ -118,3 +118,15 @@ def test_extra_test_splits_are_different_results(tmp_path):
     ood = list(csv.reader((tmp_path / "r" / "synthetic_text_test_ood.csv").open()))
     assert {(r[0], r[3]) for r in ood[1:]} == {("cider", "70.0 (1 seed)"), ("zero_fill", "60.0 (1 seed)")}
     assert "## synthetic_text (test_ood)" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_report_prints_errors_and_ratios_unscaled(tmp_path):
+    """A generation row's feature-space error and variance ratio are not fractions: no x100."""
+    header = "dataset,method,protocol,condition,seed,n,accuracy,mean_error,variance_ratio\n"
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "results.csv").write_text(header + "synthetic,admc,generation,VT->A,1,100,0.5,0.25,1.5\n"
+                                                "synthetic,admc,generation,VT->A,2,100,0.7,0.75,0.5\n")
+    build_report([tmp_path / "g"], tmp_path / "r")
+    table = list(csv.reader((tmp_path / "r" / "synthetic.csv").open()))
+    cells = dict(zip(table[0], table[1]))
+    assert cells["accuracy"] == "60.0 ± 10.0" and cells["mean_error"] == "0.5 ± 0.2" and cells["variance_ratio"] == "1.0 ± 0.5"

@@ -80,10 +80,16 @@ def main() -> None:
     args = ap.parse_args()
     if args.out.exists():
         raise SystemExit(f"{args.out} exists; choose another --out")
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent or ".", suffix=".npz")
+    if not args.out.parent.is_dir():
+        raise SystemExit(f"--out {args.out}: folder {args.out.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".npz")
     os.close(fd)
-    np.savez_compressed(tmp, **make_rings(args.seed))
-    os.replace(tmp, args.out)
+    try:
+        np.savez_compressed(tmp, **make_rings(args.seed))
+        os.replace(tmp, args.out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     print(f"wrote {args.out}")
 
 

@@ -18,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-from mmlab.evaluate import aggregate
+from mmlab.evaluate import aggregate, split_of
 from mmlab.report import ORACLE, load_results, oracle_gap, wide_table
 from mmlab.tables import markdown_table, mean_std_cell
 
@@ -49,7 +49,7 @@ def _seed_rows(folders: list[Path], dataset: str) -> list[dict]:
         mine = [r for r in load_results([src]) if r["dataset"] == dataset and r["protocol"] != "generation"]
         new_runs = set()
         for r in mine:
-            run = (r["method"], r.get("seed"), r.get("split") or "test", r["protocol"])
+            run = (r["method"], r.get("seed"), split_of(r), r["protocol"])
             key = (*run, r["condition"])
             if run in runs or key in seen:
                 continue
@@ -157,8 +157,8 @@ def ood_table(rows: list[dict]) -> str:
     each method's RMFM AUILC gap to the oracle's on both splits, averaged over the method's seeds
     against the oracle of the same seed (the same masks)."""
     agg = aggregate(rows)
-    look = {(a["method"], a["protocol"], a["condition"], a.get("split", "test")): a for a in agg}
-    auilc = {(r["method"], r.get("split", "test"), r["seed"]): r["accuracy"] for r in rows
+    look = {(a["method"], a["protocol"], a["condition"], split_of(a)): a for a in agg}
+    auilc = {(r["method"], split_of(r), r["seed"]): r["accuracy"] for r in rows
              if r["protocol"] == "rmfm" and r["condition"] == "AUILC"}
 
     def gap(m: str, split: str) -> str:
@@ -235,9 +235,9 @@ def main() -> None:
     found = tables(args.folders, args.prefix)
     if args.write:
         missing = write(README, found)
+        print(f"rewrote {len(found) - len(missing)} tables in {README}")
         if missing:
-            sys.exit(f"README.md has no markers for {missing}")
-        print(f"rewrote {len(found)} tables in {README}")
+            print(f"not placed (README.md has no markers for them): {missing}", file=sys.stderr)
     else:
         for name, table in found.items():
             print(f"<!-- table:{name} -->\n{table}\n<!-- /table:{name} -->\n")

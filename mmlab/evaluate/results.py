@@ -38,7 +38,7 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     _warn_dropped(rows, cols, keys)
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in rows:
-        groups.setdefault(tuple(r.get(k, "test") for k in keys), []).append(r)
+        groups.setdefault(tuple(split_of(r) if k == "split" else r.get(k) for k in keys), []).append(r)
     out = []
     for key, members in groups.items():
         agg: dict[str, Any] = dict(zip(keys, key))
@@ -62,10 +62,15 @@ def _warn_dropped(rows: Sequence[Mapping[str, Any]], cols: list[str], keys: list
         warnings.warn(f"aggregate: {'; '.join(what)}; left out of the mean ± std tables", stacklevel=3)
 
 
+def split_of(row: Mapping[str, Any]) -> str:
+    """The test split a result row is on: its ``split``, or "test" when it names none."""
+    return str(row.get("split") or "test")
+
+
 def _group_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """The four keys, plus ``split`` when any row names one other than "test" (an extra test
     split such as ``test_ood``); rows without a split are on "test"."""
-    return [*KEYS, "split"] if any(r.get("split", "test") != "test" for r in rows) else list(KEYS)
+    return [*KEYS, "split"] if any(split_of(r) != "test" for r in rows) else list(KEYS)
 
 
 # ----------------------------------------------------------------- files

@@ -65,9 +65,9 @@ def _pool_fn(pool: str, who: str):
 class LSTMMaxPool(nn.Module):
     """ADMC Enc_a / Enc_v: LSTM (hidden = d_out) then max-pool over valid frames (ADMC §4.1-4.2).
 
-    Padding is removed with ``pack_padded_sequence``; pooled frames are set to -inf where the
-    mask is False. With ``bidirectional`` each direction has d_out // 2 units. ``pool="mean"``
-    (not ADMC's) averages the hidden states over the valid frames instead.
+    Padding is removed with ``pack_padded_sequence``; frames where the mask is False are left
+    out of the pool (set to -inf for the max). With ``bidirectional`` each direction has d_out // 2
+    units. ``pool="mean"`` (not ADMC's) averages the hidden states over the valid frames instead.
     """
 
     def __init__(self, d_in: int, d_out: int = 256, layers: int = 1, bidirectional: bool = False, pool: str = "max"):
@@ -93,8 +93,8 @@ class TextCNN(nn.Module):
     """ADMC Enc_t: TextCNN (Kim 2014), ADMC §4.1; kernels, filters and output size are choices A1, A2
     in mmlab/methods/admc.py (the paper does not state them).
 
-    One Conv1d per kernel size k, ReLU, masked global max-pool, concat (len(kernels) * filters),
-    Linear to d_out. Each sequence is right-padded with k - 1 zero frames, so output position j
+    One Conv1d per kernel size k, ReLU, masked global max-pool (or mean: ``pool``), concat
+    (len(kernels) * filters), Linear to d_out. Each sequence is right-padded with k - 1 zero frames, so output position j
     is the window that starts at frame j; it is pooled where ``mask[j]`` is True. Sequences
     shorter than the kernel are handled by that padding. ``pool="mean"`` (not Kim's) averages
     the windows instead of taking their max.
@@ -150,6 +150,7 @@ class MLPHead(nn.Module):
 
 
 EncoderKind = Literal["auto", "lstm", "textcnn", "mlp"]
+PoolKind = Literal["max", "mean"]
 
 
 @dataclass
@@ -162,7 +163,6 @@ class EncoderConfig:
     """
 
     kind: EncoderKind = "auto"
-    pool: str = "max"  # lstm, textcnn: "max" over frames (ADMC, MMIN) or "mean"
     d_out: int = 256
     layers: int = 1  # lstm
     bidirectional: bool = False  # lstm
@@ -170,6 +170,7 @@ class EncoderConfig:
     filters: int = 128  # textcnn
     hidden: int = 256  # mlp
     text_modalities: tuple[str, ...] = ("T",)
+    pool: PoolKind = "max"  # lstm, textcnn: "max" over frames (ADMC, MMIN) or "mean"
 
     def __post_init__(self) -> None:
         if self.kind not in ("auto", "lstm", "textcnn", "mlp"):
