@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mmlab.errors import DataError
-from mmlab.evaluate import AUILC, AVERAGE, KEYS, METRICS, UNSCALED, aggregate, read_results, split_of
+from mmlab.evaluate import AUILC, AVERAGE, KEYS, METRICS, aggregate, metric_scale, read_results, split_of
 from mmlab.executors import gather, has_plan
 from mmlab.executors import missing_jobs as ex_missing_jobs
 from mmlab.tables import csv_text, html_table, markdown_table, mean_std_cell
@@ -106,8 +106,7 @@ def _cell(a: dict[str, Any] | None, metric: str, scale: float, digits: int) -> s
     """"mean ± std", fractions x ``scale``, the `UNSCALED` metrics (errors, ratios) as they are."""
     if a is None or f"{metric}_mean" not in a or math.isnan(a[f"{metric}_mean"]):
         return "-"
-    return mean_std_cell(a[metric + "_mean"], a[metric + "_std"], a["n_seeds"], 1.0 if metric in UNSCALED else scale,
-                         digits)
+    return mean_std_cell(a[metric + "_mean"], a[metric + "_std"], a["n_seeds"], metric_scale(metric, scale), digits)
 
 
 def _order(values: list[str]) -> list[str]:

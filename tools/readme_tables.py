@@ -13,6 +13,7 @@ mean ± std over the seeds (population std, as MMSA), from the rows `mmlab.repor
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import re
 import sys
@@ -28,6 +29,12 @@ LINEAR = "pooled_linear"  # the per-pattern logistic regression every learned me
 REFERENCES = {ORACLE, LINEAR}  # never bolded as the best method
 
 
+@functools.lru_cache(maxsize=None)
+def _load(source: Path) -> list[dict]:
+    """The rows of one folder or file, read once however many tables use them."""
+    return load_results([source])
+
+
 def _sources(folders: list[Path], dataset: str) -> list[Path]:
     """``folder/<dataset>/`` of a suite, or a single-dataset compare folder holding that dataset."""
     out = []
@@ -35,7 +42,7 @@ def _sources(folders: list[Path], dataset: str) -> list[Path]:
         if (f / dataset).is_dir():
             out.append(f / dataset)
         elif ((f / "results.csv").is_file() or (f / "jobs").is_dir()) and any(
-                r["dataset"] == dataset for r in load_results([f])):
+                r["dataset"] == dataset for r in _load(f)):
             out.append(f)
     return out
 
@@ -46,7 +53,7 @@ def _seed_rows(folders: list[Path], dataset: str) -> list[dict]:
     first replaces the old rows), so a row that several folders hold counts once."""
     rows, runs, seen = [], set(), set()
     for src in _sources(folders, dataset):
-        mine = [r for r in load_results([src]) if r["dataset"] == dataset and r["protocol"] != "generation"]
+        mine = [r for r in _load(src) if r["dataset"] == dataset and r["protocol"] != "generation"]
         new_runs = set()
         for r in mine:
             run = (r["method"], r.get("seed"), split_of(r), r["protocol"])
@@ -114,8 +121,8 @@ def generation_table(folders: list[Path]) -> str:
     accuracy of the frozen head, mean error and variance ratio (synthetic; the start step of
     a sweep is left out: rows without an "@n=" tag)."""
     rows, seen = [], set()
-    for r in (r for src in _sources(folders, "synthetic") for r in load_results([src])):
-        key = (r["method"], r["condition"], r.get("split"), r.get("seed"))
+    for r in (r for src in _sources(folders, "synthetic") for r in _load(src)):
+        key = (r["method"], r["condition"], split_of(r), r.get("seed"))
         if r["protocol"] == "generation" and len(str(r.get("source", ""))) == 2 and "@" not in r["condition"] \
                 and key not in seen:  # the exact_conditional rows of several folders count once
             seen.add(key)
@@ -208,7 +215,7 @@ def tables(folders: list[Path], prefix: str = "") -> dict[str, str]:
     text = _seed_rows(folders, "synthetic_text")
     if any(r["protocol"] == "rmfm" for r in text):
         found["synthetic_text-ood"] = ood_table(text)
-    if any(r["protocol"] == "generation" for src in _sources(folders, "synthetic") for r in load_results([src])):
+    if any(r["protocol"] == "generation" for src in _sources(folders, "synthetic") for r in _load(src)):
         found["synthetic-generation"] = generation_table(folders)
     return {f"{prefix}-{k}" if prefix else k: v for k, v in found.items()}
 

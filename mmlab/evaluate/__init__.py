@@ -24,11 +24,11 @@ from mmlab.evaluate.scoring import (AUILC, AVERAGE, DEFAULT_RATES, KEYS, METRICS
                                     classifier_scores, eta_conditions, evaluate, pattern_conditions, predict,
                                     rate_conditions, validate, validate_classifier)
 from mmlab.evaluate.generation import EXACT, exact_name, generation_table, inference_throughput, oracle_table
-from mmlab.evaluate.results import (CSV_NAME, MD_NAME, UNSCALED, aggregate, read_results, results_markdown,
-                                    split_of, write_results)
+from mmlab.evaluate.results import (CSV_NAME, MD_NAME, UNSCALED, aggregate, metric_scale, read_results,
+                                    results_markdown, split_of, write_results)
 
 __all__ = ["AUILC", "AVERAGE", "CSV_NAME", "DEFAULT_RATES", "EXACT", "exact_name", "KEYS", "MD_NAME", "METRICS", "NON_METRICS",
            "Condition", "Predictor", "aggregate", "classifier_scores", "eta_conditions", "evaluate",
            "generation_table", "inference_throughput", "oracle_table", "pattern_conditions", "predict",
-           "rate_conditions", "read_results", "results_markdown", "split_of", "UNSCALED", "validate",
+           "rate_conditions", "read_results", "results_markdown", "metric_scale", "split_of", "UNSCALED", "validate",
            "validate_classifier", "write_results"]

@@ -115,6 +115,11 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
 UNSCALED = ("mean_error", "variance_ratio", "mae", "corr")
 
 
+def metric_scale(metric: str, scale: float) -> float:
+    """The factor a table prints ``metric`` with: ``scale`` for fractions, 1 for `UNSCALED` ones."""
+    return 1.0 if metric in UNSCALED else scale
+
+
 def results_markdown(rows: Sequence[Mapping[str, Any]], scale: float = 100.0, digits: int = 2) -> str:
     """A Markdown table of `aggregate` (mean ± std, fractions ×100 by default, `UNSCALED` metrics
     as they are) with one row per group."""
@@ -123,7 +128,7 @@ def results_markdown(rows: Sequence[Mapping[str, Any]], scale: float = 100.0, di
     keys = _group_keys(rows)
     head = [*keys, *cols, "n_seeds"]
     fmt = lambda a, c: mean_std_cell(a[c + "_mean"], a[c + "_std"], a["n_seeds"],  # noqa: E731
-                                     1.0 if c in UNSCALED else scale, digits)
+                                     metric_scale(c, scale), digits)
     cells = [[str(a[k]) for k in keys] + [fmt(a, c) for c in cols] + [str(a["n_seeds"])] for a in agg]
     return markdown_table(head, cells) + "\n"
 
