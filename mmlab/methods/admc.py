@@ -4,7 +4,7 @@ Paper: W. Zhang, J. Chen et al., "ADMC: Attention-based Diffusion Model for Miss
 Feature Completion", 2025 (README.md, "Papers"); §, Eq., Table and Fig. numbers below are the
 paper's. The boxes of the paper's Figure 2, in the order they are trained (one `Stage` each):
 
-(a) **ITFN**  ``itfn_<m>``: one encoder per modality (LSTM + max-pool for frame sequences,
+(a) **ITFN**  ``itfn_<m>``: one encoder per modality (LSTM + max-pool for frame sequences, A1;
     TextCNN for text "T", an MLP for vector modalities) plus a 2-layer FC head, trained *alone*
     on single-modality classification with early stopping, then frozen (§3.1).
 (b) **ADN**   ``adn``: a DDPM over the stacked, standardised features F⁰ (B, M, D); ε_θ is a
@@ -24,7 +24,9 @@ Choices where the paper is silent or contradicts itself, A1-A18 (other files cit
 "choice A8 in mmlab/methods/admc.py"); [rec] = our default where the paper states nothing:
 
 - A1/A2 encoders: TextCNN kernels 3/4/5 + Linear to D; 1-layer uni-LSTM ([rec], `mmlab.nn.encoders`).
-  CPU default D = 64 (paper preset 256).
+  CPU default D = 64 (paper preset 256). The paper's LSTM max-pools over frames (the ``paper``
+  preset); the CPU default mean-pools (``itfn.encoder.pool``): chosen on the VALID split of
+  ``synthetic``, five seeds, MF six-pattern UA 65.07 -> 65.36 (issue #18, `docs/gap_to_oracle.md` §6).
 - A3 "hidden 1024" = the feed-forward size, d_model = token size ([rec]; ``adn.d_model`` /
   ``mf.d_model`` give the alternative).
 - A4 ε_θ conditioning: sinusoidal step embedding -> MLP added to every token, plus a learned
@@ -120,7 +122,7 @@ from mmlab.utils import resolve_device, torch_generator
 class ITFNConfig:
     """Stage (a): per-modality encoders + 2-layer FC heads (ADMC §3.1, §4.1-4.2; A1, A2)."""
 
-    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(d_out=64, hidden=128, filters=64))
+    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(d_out=64, hidden=128, filters=64, pool="mean"))
     head_hidden: int = 128
     head_dropout: float = 0.3
     # independent = ITFN (paper); joint = "w/o ITFN" (A12); end_to_end = Table 5 Jointly_training
@@ -247,6 +249,7 @@ class ADMC(Method):
         "paper": {
             # §4.2: encoders hidden 256; ITFN head hidden 128; Adam lr 1e-4 with LambdaLR (A9 [rec])
             "itfn.encoder.d_out": 256, "itfn.encoder.hidden": 256, "itfn.encoder.filters": 128,
+            "itfn.encoder.pool": "max",
             "itfn.train.lr": 1e-4, "itfn.train.batch_size": 128, "itfn.train.epochs": 40,
             "itfn.train.lr_schedule": "mmin_linear", "itfn.train.patience": 10,
             # ADN: 4 layers, 8 heads, hidden 1024 (A3: FFN); 300-500 epochs (A9 [rec]: §4.2 gives none)
