@@ -15,7 +15,9 @@ Fig. 2). For each stage the Trainer
 4. validates after every epoch by handing the stage's `Validation` declaration to
    `mmlab.evaluate.validate` (valid split only, ``no_grad``, ``eval()``), keeps the best state by
    ``select_metric`` and stops early after ``patience`` epochs without improvement; at the end
-   the best state is loaded and ``stage.on_end()`` runs;
+   the best state is loaded and ``stage.on_end()`` runs. With ``TrainConfig.ema`` > 0 an
+   average of the weights (`mmlab.nn.averaging.WeightAverage`, updated after every step and
+   saved in ``last.pt``) is what is validated and kept;
 5. after the last stage, ``method.calibrate(valid)`` chooses test-time settings on the valid
    split; what it returns is written to ``calibration.json``.
 
@@ -41,6 +43,7 @@ method's ``stages`` and ``calibrate`` receive the dataset without them.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -65,6 +68,7 @@ from mmlab.errors import ConfigError, DataError, MMLabError
 from mmlab.progress import progress
 from mmlab.evaluate import validate as run_validation
 from mmlab.evaluate import validate_classifier
+from mmlab.nn.averaging import WeightAverage
 from mmlab.methods.base import (HIGHER_IS_BETTER, LOWER_IS_BETTER, VALIDATE_ON, FeatureBatch, Method, Stage,
                                 TrainConfig, Validation)
 from mmlab.utils import (FolderLock, atomic_write_bytes, atomic_write_text, first_best, resolve_device, seed_sequence,
@@ -399,13 +403,13 @@ class Trainer:
             mod.train()
 
     def _checkpoint(self, i: int, stage: Stage, cfg: TrainConfig, st: _StageState,
-                    opt: torch.optim.Optimizer | None) -> dict:
+                    opt: torch.optim.Optimizer | None, average: WeightAverage | None = None) -> dict:
         return {
             "mmlab_version": mmlab.__version__, "stage": stage.name, "stage_index": i, "epoch": st.epoch,
             "model": self.method.state_dict(), "optimizer": opt.state_dict() if opt is not None else {},
             "config": to_dict(cfg), "best_metric": st.best_metric, "best_epoch": st.best_epoch,
             "best_val": st.best_val, "best_state": st.best_state, "bad_epochs": st.bad_epochs, "done": st.done,
-            "rng": _rng_states(),
+            "rng": _rng_states(), "ema": average.state if average is not None else None,
         }
 
     def _stage_rows(self, stage: Stage) -> MMDataset:
@@ -461,6 +465,9 @@ class Trainer:
             st = self._restore_state(ckpt)
         if st.best_state is None:
             st.best_state = _clone_state(self.method)
+        average = None
+        if cfg.ema > 0 and opt is not None:
+            average = WeightAverage(self.method, cfg.ema, ckpt.get("ema") if ckpt is not None else None)
         ck_dir.mkdir(parents=True, exist_ok=True)
         feats = valid_feats = None
         if stage.features is not None:
@@ -477,23 +484,25 @@ class Trainer:
         try:
             while st.epoch < epochs and not (cfg.patience and st.bad_epochs >= cfg.patience):
                 if opt is not None:
-                    train_logs = self._train_epoch(i, stage, cfg, rows, feats, opt, base_lrs, params, st.epoch)
+                    train_logs = self._train_epoch(i, stage, cfg, rows, feats, opt, base_lrs, params, st.epoch,
+                                                   average)
                 else:
                     train_logs = {}
                 st.epoch += 1
-                val = self._validate(stage, cfg, st.epoch, valid_feats)
-                m = val[cfg.select_metric]
-                if st.best_metric is None or (m > st.best_metric if higher else m < st.best_metric):
-                    st.best_metric, st.best_epoch, st.best_val, st.bad_epochs = m, st.epoch, val, 0
-                    st.best_state = _clone_state(self.method)
-                else:
-                    st.bad_epochs += 1
+                with average.swapped() if average is not None else contextlib.nullcontext():
+                    val = self._validate(stage, cfg, st.epoch, valid_feats)
+                    m = val[cfg.select_metric]
+                    if st.best_metric is None or (m > st.best_metric if higher else m < st.best_metric):
+                        st.best_metric, st.best_epoch, st.best_val, st.bad_epochs = m, st.epoch, val, 0
+                        st.best_state = _clone_state(self.method)
+                    else:
+                        st.bad_epochs += 1
                 if st.epoch > logged:
                     if train_logs:
                         self._log(stage.name, st.epoch, "train", train_logs)
                     self._log(stage.name, st.epoch, "valid", val)
                 if time.monotonic() - saved_at >= cfg.checkpoint_seconds:
-                    save_checkpoint(last, self._checkpoint(i, stage, cfg, st, opt))
+                    save_checkpoint(last, self._checkpoint(i, stage, cfg, st, opt, average))
                     saved_at = time.monotonic()
                 postfix = {cfg.select_metric: f"{m:.4f}"}
                 if "loss" in train_logs:
@@ -512,7 +521,7 @@ class Trainer:
         save_checkpoint(best, {"mmlab_version": mmlab.__version__, "stage": stage.name, "epoch": st.best_epoch or 0,
                                "model": st.best_state, "best_metric": st.best_metric, "val": st.best_val,
                                "config": to_dict(cfg)})
-        save_checkpoint(last, self._checkpoint(i, stage, cfg, st, opt))
+        save_checkpoint(last, self._checkpoint(i, stage, cfg, st, opt, average))
         self._end_stage(i, stage)
         return st.summary()
 
@@ -551,7 +560,7 @@ class Trainer:
 
     def _train_epoch(self, i: int, stage: Stage, cfg: TrainConfig, rows: MMDataset, feats: FeatureBatch | None,
                      opt: torch.optim.Optimizer, base_lrs: list[float], params: list[nn.Parameter],
-                     epoch: int) -> dict[str, float]:
+                     epoch: int, average: WeightAverage | None = None) -> dict[str, float]:
         shuffle_rng, loss_rng, torch_seed = _epoch_seeds(cfg.seed, i, epoch)
         torch.manual_seed(torch_seed)
         factor = cfg.lr_factor(epoch)
@@ -562,6 +571,8 @@ class Trainer:
         n = 0
         for b, batch in enumerate(self._batches(rows, feats, cfg, shuffle_rng)):
             logs = self.train_step(stage, cfg, batch, loss_rng, opt, params, f", epoch {epoch + 1}, batch {b}")
+            if average is not None:
+                average.update()
             k = batch.size
             n += k
             for name, v in logs.items():

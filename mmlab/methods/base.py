@@ -54,7 +54,9 @@ class TrainConfig:
     ``select_metric``: "macro_recall" (UA), "accuracy" (WA) or "loss"/"mae" (lower is better).
     ``lr_schedule``: "constant" or "mmin_linear" (constant for niter = epochs // 2 epochs, then
     linear decay, MMIN's LambdaLR). ``patience`` 0 turns early stopping off; ``grad_clip`` 0 is
-    off. ``checkpoint_seconds``: ``last.pt`` is written after an epoch once this many seconds
+    off. ``ema``: decay of an exponential moving average of the weights (`mmlab.nn.averaging`;
+    0 = off); when on, validation, selection and the kept state use the averaged weights and
+    training goes on from the live ones. ``checkpoint_seconds``: ``last.pt`` is written after an epoch once this many seconds
     have passed since the last write (0 = every epoch) and always when a stage ends. ``seed``,
     ``device``, ``progress`` and ``checkpoint_seconds`` are run-level: the Trainer's values win
     over a stage's own config.
@@ -69,6 +71,7 @@ class TrainConfig:
     select_metric: str = "macro_recall"
     lr_schedule: str = "constant"
     grad_clip: float = 0.0
+    ema: float = 0.0
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
@@ -95,6 +98,7 @@ class TrainConfig:
         need("weight_decay", is_num(self.weight_decay) and self.weight_decay >= 0, "a non-negative number")
         need("optimizer", self.optimizer in OPTIMIZERS, f"one of {list(OPTIMIZERS)}")
         need("grad_clip", is_num(self.grad_clip) and self.grad_clip >= 0, "a non-negative number (0 = off)")
+        need("ema", is_num(self.ema) and 0 <= self.ema < 1, "a number in [0, 1) (0 = off)")
         need("select_metric", self.select_metric in HIGHER_IS_BETTER + LOWER_IS_BETTER,
              f"one of {list(HIGHER_IS_BETTER + LOWER_IS_BETTER)}")
         need("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {list(LR_SCHEDULES)}")

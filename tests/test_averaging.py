@@ -1,0 +1,94 @@
+"""`mmlab.nn.averaging.WeightAverage` and the Trainer's ``TrainConfig.ema``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+from mmlab.errors import ConfigError
+from mmlab.nn.averaging import WeightAverage
+from mmlab.train import TrainConfig, Trainer, load_checkpoint
+
+from test_train import QUIET, RUN, TwoStage, SMALL, state, toy_data
+
+
+class Counter(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(2))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+
+def test_average_follows_the_formula_and_copies_integer_buffers():
+    mod = Counter()
+    avg = WeightAverage(mod, 0.9)
+    with torch.no_grad():
+        mod.w.fill_(1.0)
+        mod.steps.fill_(1)
+    avg.update()  # the first update copies: the average starts from the trained weights
+    assert torch.equal(avg.state["w"], torch.ones(2))
+    with torch.no_grad():
+        mod.w.fill_(3.0)
+        mod.steps.fill_(2)
+    avg.update()
+    assert torch.allclose(avg.state["w"], torch.full((2,), 0.9 * 1.0 + 0.1 * 3.0))
+    assert int(avg.state["steps"]) == 2
+
+
+def test_swapped_evaluates_the_average_and_restores_the_live_weights_on_error():
+    mod = Counter()
+    avg = WeightAverage(mod, 0.5)
+    with avg.swapped():  # nothing averaged yet: a no-op
+        assert torch.equal(mod.w, torch.zeros(2))
+    avg.update()
+    with torch.no_grad():
+        mod.w.fill_(4.0)
+    avg.update()
+    with pytest.raises(RuntimeError):
+        with avg.swapped():
+            assert torch.equal(mod.w.detach(), torch.full((2,), 2.0))
+            raise RuntimeError("boom")
+    assert torch.equal(mod.w.detach(), torch.full((2,), 4.0))
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, float("nan")])
+def test_bad_decay_is_refused(bad):
+    with pytest.raises(ConfigError, match=r"TrainConfig.ema: expected a number in \[0, 1\)"):
+        TrainConfig(ema=bad)
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(Counter(), bad)
+
+
+def test_trainer_keeps_the_averaged_weights_and_resumes_bit_identically(tmp_path):
+    """With ``ema`` the kept state is the average (it differs from training without it), the
+    average travels in last.pt, and a run killed after an epoch resumes to the same weights."""
+    torch.set_num_threads(1)
+    data = toy_data(150)
+    cfg = replace(SMALL, train=replace(RUN, ema=0.9, patience=0))
+
+    def trained(out, kill_at=None, init_seed=0):
+        def killer(stage, epoch, metrics):
+            if (stage, epoch) == kill_at:
+                raise KeyboardInterrupt
+
+        torch.manual_seed(init_seed)
+        model = TwoStage(cfg, data)
+        try:
+            Trainer(model, data, out, QUIET, on_epoch_end=killer if kill_at else None).fit()
+        except KeyboardInterrupt:
+            return None
+        return state(model)
+
+    full = trained(tmp_path / "full")
+    assert load_checkpoint(tmp_path / "full" / "checkpoints" / "fusion" / "last.pt")["ema"] is not None
+    assert trained(tmp_path / "killed", kill_at=("fusion", 2)) is None
+    resumed = trained(tmp_path / "killed", init_seed=123)
+    assert all(torch.equal(resumed[k], full[k]) for k in full)
+
+    torch.manual_seed(0)
+    plain = TwoStage(replace(SMALL, train=replace(RUN, patience=0)), data)
+    Trainer(plain, data, tmp_path / "plain", QUIET).fit()
+    assert any(not torch.equal(v, full[k]) for k, v in state(plain).items() if v.is_floating_point())
