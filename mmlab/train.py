@@ -409,7 +409,7 @@ class Trainer:
             "model": self.method.state_dict(), "optimizer": opt.state_dict() if opt is not None else {},
             "config": to_dict(cfg), "best_metric": st.best_metric, "best_epoch": st.best_epoch,
             "best_val": st.best_val, "best_state": st.best_state, "bad_epochs": st.bad_epochs, "done": st.done,
-            "rng": _rng_states(), "ema": average.state if average is not None else None,
+            "rng": _rng_states(), "ema": average.saved() if average is not None else None,
         }
 
     def _stage_rows(self, stage: Stage) -> MMDataset:

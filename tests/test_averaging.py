@@ -23,6 +23,8 @@ class Counter(nn.Module):
 
 
 def test_average_follows_the_formula_and_copies_integer_buffers():
+    """d_n = min(decay, n / (n + 9)): the first update copies, the second weighs the new weights
+    by 9/11, and from update 81 on (decay 0.9) the decay is the configured one."""
     mod = Counter()
     avg = WeightAverage(mod, 0.9)
     with torch.no_grad():
@@ -34,8 +36,17 @@ def test_average_follows_the_formula_and_copies_integer_buffers():
         mod.w.fill_(3.0)
         mod.steps.fill_(2)
     avg.update()
-    assert torch.allclose(avg.state["w"], torch.full((2,), 0.9 * 1.0 + 0.1 * 3.0))
+    assert torch.allclose(avg.state["w"], torch.full((2,), 2 / 11 * 1.0 + 9 / 11 * 3.0))
     assert int(avg.state["steps"]) == 2
+    for _ in range(200):
+        avg.update()
+    before = avg.state["w"].clone()
+    with torch.no_grad():
+        mod.w.fill_(13.0)
+    avg.update()
+    assert torch.allclose(avg.state["w"], 0.9 * before + 0.1 * 13.0)
+    restored = WeightAverage(mod, 0.9, avg.saved())
+    assert restored.updates == 203 and torch.equal(restored.state["w"], avg.state["w"])
 
 
 def test_swapped_evaluates_the_average_and_restores_the_live_weights_on_error():
@@ -49,7 +60,7 @@ def test_swapped_evaluates_the_average_and_restores_the_live_weights_on_error():
     avg.update()
     with pytest.raises(RuntimeError):
         with avg.swapped():
-            assert torch.equal(mod.w.detach(), torch.full((2,), 2.0))
+            assert torch.allclose(mod.w.detach(), torch.full((2,), 9 / 11 * 4.0))
             raise RuntimeError("boom")
     assert torch.equal(mod.w.detach(), torch.full((2,), 4.0))
 

@@ -1,18 +1,20 @@
 """An exponential moving average of a module's weights (Polyak averaging), for the Trainer's
 ``TrainConfig.ema``.
 
-After every optimisation step ``average <- decay * average + (1 - decay) * weights`` for every
-floating-point parameter and buffer; integer and boolean buffers (counters, "initialised"
-flags) take the live value. The average starts from the weights after the first step, so
-parts that initialise on their first forward (ActNorm) start from their initialised values.
-With ``decay = 0.99`` and 47 steps an epoch (3000 rows, batch 64) the average spans about the
-last two epochs.
+After update n (n = 1, 2, ...) ``average <- d_n * average + (1 - d_n) * weights`` for every
+floating-point parameter and buffer, with the warm-up d_n = min(decay, n / (n + 9)) of
+TensorFlow's ``ExponentialMovingAverage(num_updates=...)``: the first update copies the weights
+(so parts that initialise on their first forward, such as ActNorm, start from their initialised
+values) and a short run is not dominated by its first steps. Integer and boolean buffers
+(counters, "initialised" flags) take the live value. With ``decay = 0.99`` the warm-up ends
+after 891 updates; from then on the average spans about the last 100 steps (two epochs of
+3000 rows in batches of 64).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -21,23 +23,32 @@ from torch import nn
 class WeightAverage:
     """The running average of ``module``'s ``state_dict``; `swapped` evaluates with it."""
 
-    def __init__(self, module: nn.Module, decay: float, state: dict[str, torch.Tensor] | None = None):
+    def __init__(self, module: nn.Module, decay: float, saved: dict[str, Any] | None = None):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"WeightAverage: decay must be in (0, 1), got {decay!r}")
         self.module, self.decay = module, decay
-        self.state = None if state is None else {k: v.detach().clone() for k, v in state.items()}
+        self.updates, self.state = 0, None
+        if saved is not None:  # what `saved` returned (a checkpoint's "ema")
+            self.updates = int(saved["updates"])
+            self.state = {k: v.detach().clone() for k, v in saved["state"].items()}
+
+    def saved(self) -> dict[str, Any]:
+        """The average and its update count, for a checkpoint."""
+        return {"updates": self.updates, "state": self.state}
 
     @torch.no_grad()
     def update(self) -> None:
         """Fold the module's current weights into the average (call after each optimiser step)."""
         live = self.module.state_dict()
+        self.updates += 1
         if self.state is None:
             self.state = {k: v.detach().clone() for k, v in live.items()}
             return
+        decay = min(self.decay, self.updates / (self.updates + 9))
         for k, v in live.items():
             avg = self.state[k]
             if avg.is_floating_point():
-                avg.mul_(self.decay).add_(v.detach(), alpha=1.0 - self.decay)
+                avg.mul_(decay).add_(v.detach(), alpha=1.0 - decay)
             else:
                 avg.copy_(v)
 
