@@ -467,7 +467,13 @@ class Trainer:
             st.best_state = _clone_state(self.method)
         average = None
         if cfg.ema > 0 and opt is not None:
-            average = WeightAverage(self.method, cfg.ema, ckpt.get("ema") if ckpt is not None else None)
+            saved = ckpt.get("ema") if ckpt is not None else None
+            try:
+                average = WeightAverage(self.method, cfg.ema, saved)
+                if average.state is not None and set(average.state) != set(self.method.state_dict()):
+                    raise KeyError("its weights are not this model's")
+            except (KeyError, TypeError, AttributeError, ValueError) as err:
+                raise DataError(f"{last}: damaged checkpoint (weight average: {err}); {_WAY_OUT}") from None
         ck_dir.mkdir(parents=True, exist_ok=True)
         feats = valid_feats = None
         if stage.features is not None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmlab.errors import ConfigError
+from mmlab.errors import ConfigError, DataError
 from mmlab.nn.averaging import WeightAverage
 from mmlab.train import TrainConfig, Trainer, load_checkpoint
 
@@ -103,3 +103,21 @@ def test_trainer_keeps_the_averaged_weights_and_resumes_bit_identically(tmp_path
     plain = TwoStage(replace(SMALL, train=replace(RUN, patience=0)), data)
     Trainer(plain, data, tmp_path / "plain", QUIET).fit()
     assert any(not torch.equal(v, full[k]) for k, v in state(plain).items() if v.is_floating_point())
+
+
+def test_a_damaged_average_in_last_pt_is_named(tmp_path):
+    torch.set_num_threads(1)
+    data = toy_data(90)
+    cfg = replace(SMALL, train=replace(RUN, ema=0.9, epochs=2, patience=0))
+
+    def killer(stage, epoch, metrics):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(TwoStage(cfg, data), data, tmp_path, QUIET, on_epoch_end=killer).fit()
+    last = tmp_path / "checkpoints" / "fusion" / "last.pt"
+    ckpt = load_checkpoint(last)
+    ckpt["ema"] = {"state": {"nothing": torch.zeros(1)}, "updates": 3}
+    torch.save(ckpt, last)
+    with pytest.raises(DataError, match=r"last.pt: damaged checkpoint \(weight average"):
+        Trainer(TwoStage(cfg, data), data, tmp_path, QUIET).fit()
