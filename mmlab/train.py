@@ -387,6 +387,13 @@ class Trainer:
             p.requires_grad_(id(p) in seen)
         return params, own
 
+    def _averaged_names(self, stage: Stage, params: list[nn.Parameter]) -> set[str]:
+        """``state_dict`` names of what a stage's weight average averages: its trainable
+        parameters and the buffers of its modules (e.g. normalisation statistics)."""
+        mine = {id(p) for p in params} | {id(b) for mod in stage.modules for b in mod.buffers()}
+        return {n for n, t in itertools.chain(self.method.named_parameters(remove_duplicate=False),
+                                              self.method.named_buffers(remove_duplicate=False)) if id(t) in mine}
+
     def _optimizer(self, stage: Stage, cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         """Adam / AdamW over the stage's parameter groups (`Stage.param_groups`, default one group)."""
         groups = stage.param_groups(params) if stage.param_groups is not None else [{"params": params}]
@@ -469,8 +476,10 @@ class Trainer:
         if cfg.ema > 0 and opt is not None:
             saved = ckpt.get("ema") if ckpt is not None else None
             try:
-                average = WeightAverage(self.method, cfg.ema, saved)
-                if average.state is not None and set(average.state) != set(self.method.state_dict()):
+                average = WeightAverage(self.method, cfg.ema, saved, averaged=self._averaged_names(stage, params))
+                live = self.method.state_dict()
+                if average.state is not None and (set(average.state) != set(live) or any(
+                        v.shape != live[k].shape or v.dtype != live[k].dtype for k, v in average.state.items())):
                     raise KeyError("its weights are not this model's")
             except (KeyError, TypeError, AttributeError, ValueError) as err:
                 raise DataError(f"{last}: damaged checkpoint (weight average: {err}); {_WAY_OUT}") from None

@@ -10,7 +10,8 @@ from torch import nn
 
 from mmlab.errors import ConfigError, DataError
 from mmlab.nn.averaging import WeightAverage
-from mmlab.train import TrainConfig, Trainer, load_checkpoint
+from mmlab.methods.reference import ZeroFillLateFusion
+from mmlab.train import Stage, TrainConfig, Trainer, load_checkpoint
 
 from test_train import QUIET, RUN, TwoStage, SMALL, state, toy_data
 
@@ -121,3 +122,38 @@ def test_a_damaged_average_in_last_pt_is_named(tmp_path):
     torch.save(ckpt, last)
     with pytest.raises(DataError, match=r"last.pt: damaged checkpoint \(weight average"):
         Trainer(TwoStage(cfg, data), data, tmp_path, QUIET).fit()
+
+
+class HeadsOnly(TwoStage):
+    """One stage that trains the heads with the encoders frozen, under a weight average."""
+
+    name = "heads_only_test"
+
+    def stages(self, data):
+        (fusion,) = ZeroFillLateFusion.stages(self, data)
+        cfg = TrainConfig(epochs=3, batch_size=32, lr=3e-3, patience=0, ema=0.9)
+        return [Stage("heads", [self.heads], fusion.loss, fusion.validate, config=cfg)]
+
+
+def test_the_average_leaves_frozen_weights_bit_for_bit(tmp_path):
+    torch.set_num_threads(1)
+    data = toy_data(120)
+    torch.manual_seed(0)
+    model = HeadsOnly(SMALL, data)
+    frozen = {k: v.clone() for k, v in model.encoders.state_dict().items()}
+    heads = {k: v.clone() for k, v in model.heads.state_dict().items()}
+    Trainer(model, data, tmp_path, QUIET).fit()
+    assert all(torch.equal(v, frozen[k]) for k, v in model.encoders.state_dict().items())
+    assert any(not torch.equal(v, heads[k]) for k, v in model.heads.state_dict().items())
+
+
+def test_only_the_named_entries_are_averaged_the_rest_is_copied():
+    mod = nn.Linear(3, 2)
+    avg = WeightAverage(mod, 0.9, averaged={"weight"})
+    avg.update()
+    with torch.no_grad():
+        mod.weight.add_(1.0)
+        mod.bias.add_(1.0)
+    avg.update()
+    assert torch.equal(avg.state["bias"], mod.bias.detach())  # copied: not averaged
+    assert not torch.allclose(avg.state["weight"], mod.weight.detach())  # averaged: lags behind

@@ -118,7 +118,8 @@ class CIDerConfig:
     top_k: int = 100
     bias_counts: str = "raw"  # Eq. 27's N_w: "raw" per-class counts (paper, code) | "rate" (per class token, ours)
     validate_on: str = "seven"
-    train: TrainConfig = field(default_factory=lambda: cpu_train(epochs=15, patience=4))
+    # no weight average (the baselines' default since issue #18): CIDer's rows were measured without it
+    train: TrainConfig = field(default_factory=lambda: cpu_train(epochs=15, patience=4, ema=0.0))
 
     def __post_init__(self) -> None:
         if isinstance(self.d, bool) or not isinstance(self.d, int) or self.d < 1:

@@ -5,8 +5,11 @@ After update n (n = 1, 2, ...) ``average <- d_n * average + (1 - d_n) * weights`
 floating-point parameter and buffer, with the warm-up d_n = min(decay, n / (n + 9)) of
 TensorFlow's ``ExponentialMovingAverage(num_updates=...)``: the first update copies the weights
 (so parts that initialise on their first forward, such as ActNorm, start from their initialised
-values) and a short run is not dominated by its first steps. Integer and boolean buffers
-(counters, "initialised" flags) take the live value. With ``decay = 0.99`` the warm-up ends
+values) and a short run is not dominated by its first steps. Only the entries named in
+``averaged`` (the Trainer passes the stage's trainable parameters and the buffers of its modules)
+are averaged, and only floating-point ones; every other entry (frozen parts, integer and
+boolean buffers such as counters and "initialised" flags) is copied from the live module, so a
+frozen weight stays bit-for-bit what it was. With ``decay = 0.99`` the warm-up ends
 after 891 updates; from then on the average spans about the last 100 steps (two epochs of
 3000 rows in batches of 64).
 """
@@ -14,7 +17,7 @@ after 891 updates; from then on the average spans about the last 100 steps (two 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 import torch
 from torch import nn
@@ -23,10 +26,12 @@ from torch import nn
 class WeightAverage:
     """The running average of ``module``'s ``state_dict``; `swapped` evaluates with it."""
 
-    def __init__(self, module: nn.Module, decay: float, saved: dict[str, Any] | None = None):
+    def __init__(self, module: nn.Module, decay: float, saved: dict[str, Any] | None = None,
+                 averaged: Collection[str] | None = None):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"WeightAverage: decay must be in (0, 1), got {decay!r}")
         self.module, self.decay = module, decay
+        self.averaged = set(module.state_dict()) if averaged is None else set(averaged)
         self.updates, self.state = 0, None
         if saved is not None:  # what `saved` returned (a checkpoint's "ema")
             self.updates = int(saved["updates"])
@@ -47,7 +52,7 @@ class WeightAverage:
         decay = min(self.decay, self.updates / (self.updates + 9))
         for k, v in live.items():
             avg = self.state[k]
-            if avg.is_floating_point():
+            if k in self.averaged and avg.is_floating_point():
                 avg.mul_(decay).add_(v.detach(), alpha=1.0 - decay)
             else:
                 avg.copy_(v)

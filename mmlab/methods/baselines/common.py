@@ -1,7 +1,7 @@
 """Parts the baselines share: a bank of per-modality encoders, the cascaded residual
 autoencoder (Tran et al. 2017 / MMIN's ``ResidualAE``) and argument checks.
 
-Sizes: the CPU defaults use 64-d utterance embeddings (MMIN: 128) so that every baseline
+Sizes: the CPU defaults use 64-d utterance embeddings (MMIN: 128) so that every baseline here
 trains in about a minute on the default `synthetic` dataset with 2 cores, mean-pool their
 encoders (MMIN: max) and keep an average of the weights (MMIN: the last weights of the best
 epoch); each method's ``PRESETS["paper"]`` restores the published sizes, pooling and weights.
@@ -29,10 +29,11 @@ def cpu_encoder() -> EncoderConfig:
 
 
 def cpu_train(epochs: int = 20, lr: float = 1e-3, patience: int = 5, ema: float = 0.99, **kw) -> TrainConfig:
-    """CPU default optimisation of every baseline stage: Adam 1e-3, batch 64, early stopping, and
-    an average of the weights with decay 0.99 validated and kept (`TrainConfig.ema`; issue #18:
-    chosen on the valid split, five seeds, `docs/gap_to_oracle.md` §7). MMIN does not average:
-    the ``paper`` presets set ``ema = 0``."""
+    """CPU default optimisation of the stages of `zero_fill`, `mean_fill`, `full_zero`, `ae`,
+    `cra` and `mmin`: Adam 1e-3, batch 64, early stopping, and an average of the weights with
+    decay 0.99 validated and kept (`TrainConfig.ema`; issue #18: chosen on the valid split, five
+    seeds, `docs/gap_to_oracle.md` §7-§8; `full_zero`'s registry entry and CIDer set 0). MMIN
+    does not average: the ``paper`` presets set ``ema = 0``."""
     return TrainConfig(epochs=epochs, lr=lr, patience=patience, batch_size=64, ema=ema, **kw)
 
 
