@@ -4,7 +4,8 @@ Paper: W. Zhang, J. Chen et al., "ADMC: Attention-based Diffusion Model for Miss
 Feature Completion", 2025 (README.md, "Papers"); §, Eq., Table and Fig. numbers below are the
 paper's. The boxes of the paper's Figure 2, in the order they are trained (one `Stage` each):
 
-(a) **ITFN**  ``itfn_<m>``: one encoder per modality (LSTM + max-pool for frame sequences, A1;
+(a) **ITFN**  ``itfn_<m>``: one encoder per modality (LSTM for frame sequences, max-pooled in the
+    paper and mean-pooled by the CPU default, A1;
     TextCNN for text "T", an MLP for vector modalities) plus a 2-layer FC head, trained *alone*
     on single-modality classification with early stopping, then frozen (§3.1).
 (b) **ADN**   ``adn``: a DDPM over the stacked, standardised features F⁰ (B, M, D); ε_θ is a
