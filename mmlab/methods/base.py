@@ -56,8 +56,9 @@ class TrainConfig:
     linear decay, MMIN's LambdaLR). ``patience`` 0 turns early stopping off; ``grad_clip`` 0 is
     off. ``ema``: decay of an exponential moving average of the weights (`mmlab.nn.averaging`;
     0 = off); when on, validation, selection and the kept state use the averaged weights and
-    training goes on from the live ones. ``checkpoint_seconds``: ``last.pt`` is written after an epoch once this many seconds
-    have passed since the last write (0 = every epoch) and always when a stage ends. ``seed``,
+    training goes on from the live ones. ``checkpoint_seconds``: ``last.pt`` is written after an
+    epoch once this many seconds have passed since the last write (0 = every epoch) and always
+    when a stage ends. ``seed``,
     ``device``, ``progress`` and ``checkpoint_seconds`` are run-level: the Trainer's values win
     over a stage's own config.
     """
