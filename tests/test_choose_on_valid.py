@@ -1,0 +1,78 @@
+"""tools/choose_on_valid.py: reads the valid score of the epoch each run kept from a real sweep's
+folders, chooses on valid (never on test), honours a lower-is-better selection metric, and skips
+unfinished jobs and references without training."""
+
+from __future__ import annotations
+
+import csv
+import json
+import runpy
+from pathlib import Path
+
+import torch
+
+TOOL = runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools" / "choose_on_valid.py"))
+
+
+def _job(root: Path, point: str, seed: int, valid_by_epoch: list[float], test: float, metric: str = "macro_recall",
+         done: bool = True) -> None:
+    """A finished job as `mmlab compare` / `sweep` lay it out: jobs/<m>/<seed-hash>/ and runs/<m>/<seed-hash>/."""
+    name = f"seed{seed}-{point}"
+    job, run = root / "jobs" / "zero_fill" / name, root / "runs" / "zero_fill" / name
+    job.mkdir(parents=True)
+    run.mkdir(parents=True)
+    (job / "spec.json").write_text(json.dumps({"dataset": "synthetic", "method": "zero_fill", "seed": seed,
+                                               "overrides": [f"--hidden={point}"]}))
+    (job / "status.json").write_text(json.dumps({"status": "done" if done else "running"}))
+    (run / "config.json").write_text(json.dumps({"stages": {"fusion": {"select_metric": metric}}}))
+    with open(run / "metrics.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["time", "stage", "epoch", "split", "metric", "value"])
+        for epoch, value in enumerate(valid_by_epoch, 1):
+            w.writerow(["t", "fusion", epoch, "valid", metric, value])
+            w.writerow(["t", "fusion", epoch, "valid", "accuracy", 0.5])
+            w.writerow(["t", "probe_A", epoch, "valid", metric, 0.99])  # probes never count
+    with open(job / "rows.test.patterns.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["condition", "accuracy"])
+        w.writerow(["{A}", test])
+        w.writerow(["full", test])
+
+
+def test_chooses_on_valid_at_the_kept_epoch_not_on_test(tmp_path):
+    # point 16 peaks early on valid (0.70 at epoch 2) and is worse on test; point 64 is the other way
+    for seed in (1, 2):
+        _job(tmp_path, "16", seed, [0.60, 0.70, 0.65], test=0.40)
+        _job(tmp_path, "64", seed, [0.60, 0.66, 0.68], test=0.90)
+    _job(tmp_path, "256", 1, [0.99], test=0.99, done=False)  # unfinished: ignored
+    table = TOOL["choose"](TOOL["collect"]([tmp_path], None))
+    assert [(t["point"], t["seeds"], t["chosen"]) for t in table] == [("--hidden=16", 2, True),
+                                                                      ("--hidden=64", 2, False)]
+    assert abs(table[0]["valid"] - 70.0) < 1e-9 and abs(table[0]["test_six"] - 40.0) < 1e-9
+
+
+def test_loss_selection_is_lower_is_better(tmp_path):
+    _job(tmp_path, "16", 1, [0.9, 0.5, 0.7], test=0.5, metric="loss")
+    _job(tmp_path, "64", 1, [0.8, 0.6, 0.4], test=0.5, metric="loss")
+    table = TOOL["choose"](TOOL["collect"]([tmp_path], None))
+    chosen = [t for t in table if t["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["point"] == "--hidden=64" and abs(chosen[0]["valid"] - 0.4) < 1e-9
+
+
+def test_reads_a_real_sweep(tmp_path, capsys):
+    from mmlab.data.byo import write_npz
+    from mmlab.data.synthetic import make_synthetic
+    from mmlab.experiments import sweep
+
+    torch.set_num_threads(1)
+    data = tmp_path / "tiny.npz"
+    write_npz(make_synthetic(preset="tiny"), data)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"datasets: {{{data}: [patterns]}}\nmethods: [reference]\nseeds: [3]\n"
+                    "overrides: {train.epochs: 2}\ngrid: {train.lr: [0.01, 0.001]}\n")
+    sweep(spec, tmp_path / "sw", progress=False)
+    assert TOOL["main"]([str(tmp_path / "sw")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| tiny | reference |") == 2 and out.count("**yes**") == 1
+    assert "--train.lr=0.01" in out and "--train.lr=0.001" in out
+    assert TOOL["main"]([str(tmp_path / "none")]) == 2
