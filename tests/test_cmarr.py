@@ -274,6 +274,9 @@ def test_paper_preset_builds(tiny, name):
     method = make_method(name, tiny, preset="paper")
     assert len(method.flows["A"].couplings) == 32 and method.length == 50
     assert method.cfg.train.epochs == 100
+    assert method.cfg.train.ema == 0.0  # neither paper averages the weights (C16)
+    assert make_method(name, tiny).cfg.train.ema == 0.99  # the CPU default does, its probes do not
+    assert make_method(name, tiny).cfg.probe.ema == 0.0
 
 
 def test_bad_config_names_the_field(tiny):

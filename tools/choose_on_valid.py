@@ -5,11 +5,15 @@
     .venv/bin/python tools/choose_on_valid.py sweeps/capacity --csv valid.csv
 
 For every job (dataset, method, grid point, seed) it reads the run's ``metrics.csv`` and takes,
-for the last stage that validates (probes excluded), the epoch the Trainer kept: the first best
-of the stage's selection metric (``train.select_metric`` of the run's ``config.json``; ``loss``
-is lower-is-better). A configuration's score is the mean over its seeds of that valid value;
-the chosen one per (dataset, method) is the first best (`mmlab.utils.first_best`, configurations
-in the order listed). Test rows are printed beside it for reading, never used to choose.
+for the last stage that validates (CM-ARR's linear probes ``probe_<m>`` excluded, or ``--stage``),
+the epoch the Trainer kept: the first strict best of the stage's selection metric (the stage's
+``select_metric`` in the run's ``config.json``; ``loss`` and ``mae`` are lower-is-better), as
+`mmlab.train.Trainer` keeps it. A configuration's score is the mean over its seeds of that valid
+value; the chosen one per (dataset, method) is the best, ties to the first in the printed order
+(job folders sorted by name). Test rows are printed beside it for reading, never used to choose.
+
+ADMC selects each scenario's fusion model (stages ``mf_*``) on its own scenario, so its last
+stage is not a model-level score: such runs are refused unless ``--stage`` names the stage.
 """
 
 from __future__ import annotations
@@ -23,29 +27,37 @@ from pathlib import Path
 
 import numpy as np
 
-from mmlab.utils import first_best
+from mmlab.methods.base import LOWER_IS_BETTER
 
 
-def kept_valid(run_dir: Path) -> dict[str, float]:
-    """The valid metrics at the kept epoch of the run's last validating stage, with its name
-    (``stage``), the epoch (``epoch``) and the selection metric (``select_metric``)."""
+def kept_valid(run_dir: Path, stage: str | None = None) -> dict:
+    """The valid metrics at the kept epoch of the run's last validating stage (or ``stage``), with
+    the stage's name (``stage``), the epoch (``epoch``) and its selection metric (``select_metric``)."""
     metrics, config = run_dir / "metrics.csv", run_dir / "config.json"
     if not metrics.exists() or not config.exists():
         raise FileNotFoundError(f"{run_dir}: expected metrics.csv and config.json of a finished run")
     by_stage: dict[str, dict[int, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
     with open(metrics, newline="") as f:
         for row in csv.DictReader(f):
-            if row["split"] == "valid" and not row["stage"].startswith("probe"):
+            if row["split"] == "valid" and not row["stage"].startswith("probe_"):
                 by_stage[row["stage"]][int(row["epoch"])][row["metric"]] = float(row["value"])
-    if not by_stage:
-        raise ValueError(f"{metrics}: no valid rows")
-    stage = list(by_stage)[-1]
-    cfg = json.loads(config.read_text())
-    select = _select_metric(cfg, stage)
-    epochs = sorted(by_stage[stage])
-    sign = -1.0 if select == "loss" else 1.0
-    best = epochs[first_best([sign * by_stage[stage][e].get(select, -np.inf * sign) for e in epochs])]
-    return {**by_stage[stage][best], "stage": stage, "epoch": best, "select_metric": select}
+    if stage is None:
+        if sum(name.startswith("mf_") for name in by_stage) > 1:
+            raise ValueError(f"{run_dir}: every mf_* stage is selected on its own scenario (ADMC), so no "
+                             f"one stage scores the model; name one with --stage (stages: {list(by_stage)})")
+        stage = list(by_stage)[-1] if by_stage else None
+    if stage not in by_stage:
+        raise ValueError(f"{metrics}: no valid rows for stage {stage!r} (stages with valid rows: {list(by_stage)})")
+    select = _select_metric(json.loads(config.read_text()), stage)
+    lower = select in LOWER_IS_BETTER
+    best_epoch, best = None, None
+    for epoch in sorted(by_stage[stage]):  # the Trainer's rule: strictly better than the best so far
+        value = by_stage[stage][epoch].get(select)
+        if value is not None and (best is None or (value < best if lower else value > best)):
+            best_epoch, best = epoch, value
+    if best_epoch is None:
+        raise ValueError(f"{metrics}: stage {stage!r} has no valid {select!r}")
+    return {**by_stage[stage][best_epoch], "stage": stage, "epoch": best_epoch, "select_metric": select}
 
 
 def _select_metric(cfg: dict, stage: str) -> str:
@@ -60,13 +72,14 @@ def test_average(job_dir: Path) -> tuple[float, float]:
         return float("nan"), float("nan")
     with open(rows_file, newline="") as f:
         rows = list(csv.DictReader(f))
-    six = [float(r["accuracy"]) for r in rows if r["condition"] != "full"]
+    six = [float(r["accuracy"]) for r in rows if r["condition"] not in ("full", "Average")]
     full = [float(r["accuracy"]) for r in rows if r["condition"] == "full"]
     return (float(np.mean(six)) if six else float("nan")), (float(np.mean(full)) if full else float("nan"))
 
 
-def collect(folders: list[Path], method: str | None) -> list[dict]:
-    """One row per finished job of the folders (a compare folder or each dataset of a suite/sweep)."""
+def collect(folders: list[Path], method: str | None, stage: str | None = None) -> list[dict]:
+    """One row per finished trained job of the folders (a compare folder or each dataset of a
+    suite/sweep); references without a training run (the Bayes oracle) have no run folder."""
     out = []
     for folder in folders:
         for spec_file in sorted(folder.glob("**/jobs/*/seed*/spec.json")):
@@ -78,14 +91,16 @@ def collect(folders: list[Path], method: str | None) -> list[dict]:
             status = job_dir / "status.json"
             done = status.exists() and json.loads(status.read_text()).get("status") == "done"
             if not done or not (run_dir / "metrics.csv").exists():
-                continue  # an unfinished job, or a reference without training (oracle, pooled_linear)
+                continue  # an unfinished job, or a reference without a training run (the oracle)
             point = " ".join(spec.get("overrides", [])) or "(defaults)"
-            valid = kept_valid(run_dir)
+            valid = kept_valid(run_dir, stage)
             six, full = test_average(job_dir)
             out.append({"folder": str(folder), "dataset": spec["dataset"], "method": spec["method"], "point": point,
-                        "seed": spec["seed"], "epoch": valid["epoch"], "select_metric": valid["select_metric"],
-                        "valid": 100 * valid[valid["select_metric"]] if valid["select_metric"] != "loss"
-                        else valid["loss"], "valid_accuracy": 100 * valid.get("accuracy", float("nan")),
+                        "seed": spec["seed"], "run": str(run_dir), "stage": valid["stage"], "epoch": valid["epoch"],
+                        "select_metric": valid["select_metric"],
+                        "valid": valid[valid["select_metric"]] * (1 if valid["select_metric"] in LOWER_IS_BETTER
+                                                                  else 100),
+                        "valid_accuracy": 100 * valid.get("accuracy", float("nan")),
                         "test_six": 100 * six, "test_full": 100 * full})
     return out
 
@@ -99,26 +114,40 @@ def choose(rows: list[dict]) -> list[dict]:
     for (dataset, method, folder, point), rs in groups.items():
         mean = {k: float(np.mean([r[k] for r in rs])) for k in ("valid", "valid_accuracy", "test_six", "test_full")}
         std = float(np.std([r["test_six"] for r in rs]))
+        metrics = {r["select_metric"] for r in rs}
         table.append({"dataset": dataset, "method": method, "folder": folder, "point": point, "seeds": len(rs),
-                      "select_metric": rs[0]["select_metric"], **mean, "test_six_std": std, "chosen": False})
-    for key in {(t["dataset"], t["method"]) for t in table}:
+                      "select_metric": "/".join(sorted(metrics)), **mean, "test_six_std": std, "chosen": False})
+    for key in dict.fromkeys((t["dataset"], t["method"]) for t in table):
         cands = [t for t in table if (t["dataset"], t["method"]) == key]
-        sign = -1.0 if cands[0]["select_metric"] == "loss" else 1.0
-        cands[first_best([sign * c["valid"] for c in cands], decimals=6)]["chosen"] = True
-    return sorted(table, key=lambda t: (t["dataset"], t["method"], -t["valid"]))
+        metrics = {c["select_metric"] for c in cands}
+        if len(metrics) > 1:
+            raise ValueError(f"{key[0]} / {key[1]}: the configurations were selected on different metrics "
+                             f"{sorted(metrics)}; their valid scores cannot be compared")
+        if len({c["seeds"] for c in cands}) > 1:
+            print(f"choose_on_valid: {key[0]} / {key[1]}: configurations have different numbers of seeds "
+                  f"{sorted({c['seeds'] for c in cands})} (an unfinished sweep?)", file=sys.stderr)
+        sign = -1.0 if cands[0]["select_metric"] in LOWER_IS_BETTER else 1.0
+        max(cands, key=lambda c: sign * c["valid"])["chosen"] = True  # max keeps the first of equals
+    sign_of = {t["select_metric"]: (-1.0 if t["select_metric"] in LOWER_IS_BETTER else 1.0) for t in table}
+    return sorted(table, key=lambda t: (t["dataset"], t["method"], -sign_of[t["select_metric"]] * t["valid"]))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folders", nargs="+", type=Path)
     ap.add_argument("--method", help="only this method")
+    ap.add_argument("--stage", help="read this stage's valid rows (default: the last validating stage)")
     ap.add_argument("--csv", type=Path, help="also write the per-configuration table here")
     args = ap.parse_args(argv)
     missing = [str(f) for f in args.folders if not f.is_dir()]
     if missing:
         print(f"choose_on_valid: not a folder: {', '.join(missing)}", file=sys.stderr)
         return 2
-    table = choose(collect(args.folders, args.method))
+    try:
+        table = choose(collect(args.folders, args.method, args.stage))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"choose_on_valid: {err}", file=sys.stderr)
+        return 2
     if not table:
         print("choose_on_valid: no finished trained jobs found", file=sys.stderr)
         return 1

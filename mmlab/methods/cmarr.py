@@ -22,7 +22,7 @@ The boxes of the paper's Fig. 2, in order (`CMARR.represent`):
 4. Loss (Eq. 14): L = alpha L_udcl + beta L_spcl + lambda L_rec + L_cls (§4.2: alpha = 1,
    beta = 0.1, lambda = 10, also the CPU default; ``cmarr_alpha01`` is our alpha = 0.1, C14).
 
-Choices where the paper is silent or ambiguous (C1-C14):
+Choices where the paper is silent or ambiguous, and ours (C1-C16):
 
 - C1 training missingness: ``missing="row"`` (default) draws each train row's condition
   uniformly from full + the non-empty proper subsets (`RandomPattern`, p_full = 1/7 for three
