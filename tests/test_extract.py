@@ -97,7 +97,12 @@ def test_workers_give_the_same_features(sample, tmp_path):
     extract(sample, tmp_path / "w1.npz", ExtractConfig(workers=1, **cfg))
     extract(sample, tmp_path / "w2.npz", ExtractConfig(workers=2, **cfg))
     a, b = np.load(tmp_path / "w1.npz"), np.load(tmp_path / "w2.npz")
-    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    assert a.files == b.files
+    for k in a.files:  # a worker's torch/BLAS kernels may sum in another order: floats equal to rounding
+        if a[k].dtype.kind == "f":
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=f"key {k}")
+        else:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"key {k}")
 
 
 def test_cli_make_sample_then_extract(tmp_path, capsys):
