@@ -291,26 +291,27 @@ else:
     print("no ablation plot: nothing to read")
 
 # %% [markdown]
-# **Reading the ablations.** On `synthetic` (one seed in the committed rows at the time of
-# writing; the numbers above are read from the file, so more seeds update them):
+# **Reading the ablations.** On `synthetic`, five seeds in the committed rows, all trained at the
+# CPU default with the weight average of C16 (the numbers above are read from the file):
 #
 # - **Reconstruction matters most.** The Baseline (no UDCL, no SPCL, no reconstruction, trained on
 #   complete data only, so it meets zero-filled modalities for the first time at test) loses about
-#   9 points of six-pattern average, as in the paper's Table 3. It differs in both what it does
-#   with a missing modality and what it trains on, and these rows cannot separate the two.
-# - **Distributions beat points**, in the paper's direction but by little: "w/ Point" (UDCL on the
-#   cosine of the means) is about 1.6 points below CM-ARR. Section 1 found that Σ says little
-#   about a sample's overall uncertainty, so the difference may as well come from the distance
-#   itself (squared Euclidean on means and variance shapes vs a cosine).
-# - **Alignment does not help here**, against the paper: "w/o UDCL" and our lighter α = 0.1 score
-#   1-2 points *above* the faithful CM-ARR. In `synthetic` every modality carries class information
-#   of its own; section 1 showed UDCL pulling a sample's modalities together, and the projection
-#   reads those aligned means (C5), so it trades some of that private information for shared
-#   content. On IEMOCAP the paper found the opposite.
-# - With one seed, differences of a point or two are at the noise level (about 1.5 points of
-#   binomial error on 1000 test samples); error bars appear when the file holds several seeds.
-# - DiCMoR (flows with class-conditional priors, no UDCL or SPCL) is as good as the best CM-ARR
-#   variant, and all stay a few points under the Bayes oracle.
+#   11 points of six-pattern average and varies most across seeds, as in the paper's Table 3. It
+#   differs in both what it does with a missing modality and what it trains on, and these rows
+#   cannot separate the two.
+# - **Alignment does not help here**, against the paper: "w/o UDCL" (about 65.5) and our lighter
+#   α = 0.1 (about 65.2) score more than a point *above* the faithful CM-ARR (about 64.1), with
+#   spreads of 0.3-0.7 over seeds. In `synthetic` every modality carries class information of its
+#   own; section 1 showed UDCL pulling a sample's modalities together, and the projection reads
+#   those aligned means (C5), so it trades some of that private information for shared content.
+#   On IEMOCAP the paper found the opposite.
+# - **SPCL, the attention and distributions vs points are at the noise level** here: "w/o SPCL",
+#   "w/o attention" and "w/ Point" are within 0.4 points of CM-ARR, inside their spreads over
+#   seeds (0.6-1.0). Section 1 found that Σ says little about a sample's overall uncertainty,
+#   which is one reason the distance between distributions cannot do much more than one between
+#   means.
+# - DiCMoR (flows with class-conditional priors, no UDCL or SPCL) is about half a point above
+#   CM-ARR; every variant stays more than a point under the Bayes oracle.
 #
 # ## What to try next
 #
