@@ -59,9 +59,9 @@ Choices where the paper is silent or ambiguous, and ours (C1-C16):
 - C14 (ours, the registered variant ``cmarr_alpha01``; ``cmarr`` keeps the paper's alpha = 1):
   alpha = 0.1, chosen on the valid split of ``synthetic`` (six-pattern valid accuracy 0.629 at
   alpha = 1, 0.648 at 0.1, 0.654 without UDCL; with C16, five seeds, valid macro recall 0.635 /
-  0.649 / 0.653). There every modality carries class information
-  of its own, and aligning the pooled means of a sample's modalities (which the projection
-  reads, C5) pulls them towards the shared content and away from that private information.
+  0.649 / 0.653). There every modality carries class information of its own, and aligning the
+  pooled means of a sample's modalities (which the projection reads, C5) pulls them towards the
+  shared content and away from that private information.
 - C15 (ours) the completion interface (`mmlab.methods.base.Completion`, ADMC's Table 4
   protocol): a modality's feature is the time mean of its projection X_m (real) or of X^_m
   (generated from the available modalities, Eqs. 7-9). CM-ARR has no unimodal head, so after
