@@ -9,6 +9,7 @@ from mmlab.nn.encoders import (
     LSTMMaxPool,
     MLPEncoder,
     MLPHead,
+    MeanSkip,
     TextCNN,
     make_encoder,
     resolve_kind,
@@ -26,6 +27,9 @@ def _encoders():
         "mlp": MLPEncoder(D_IN, D_OUT, hidden=9),
         "lstm_mean": LSTMMaxPool(D_IN, D_OUT, pool="mean"),
         "textcnn_mean": TextCNN(D_IN, D_OUT, kernels=(2, 3), filters=6, pool="mean"),
+        "lstm_skip": make_encoder(EncoderConfig(kind="lstm", d_out=D_OUT, pool="mean", mean_skip=True), D_IN, 9),
+        "textcnn_skip": make_encoder(EncoderConfig(kind="textcnn", d_out=D_OUT, kernels=(2, 3), filters=6,
+                                                   mean_skip=True), D_IN, 9),
     }
 
 
@@ -37,14 +41,14 @@ def _inputs(b=5, t=9, seed=0):
     return x, mask
 
 
-@pytest.mark.parametrize("name", ["lstm", "bilstm", "textcnn", "mlp", "lstm_mean", "textcnn_mean"])
+@pytest.mark.parametrize("name", ["lstm", "bilstm", "textcnn", "mlp", "lstm_mean", "textcnn_mean", "lstm_skip", "textcnn_skip"])
 def test_shapes(name):
     enc = _encoders()[name]
     x, mask = _inputs()
     assert enc(x, mask).shape == (5, D_OUT)
 
 
-@pytest.mark.parametrize("name", ["lstm", "bilstm", "textcnn", "mlp", "lstm_mean", "textcnn_mean"])
+@pytest.mark.parametrize("name", ["lstm", "bilstm", "textcnn", "mlp", "lstm_mean", "textcnn_mean", "lstm_skip", "textcnn_skip"])
 def test_padding_invariance(name):
     """Appending padding frames (with garbage values) or changing padded values changes nothing."""
     enc = _encoders()[name].eval()
@@ -60,7 +64,7 @@ def test_padding_invariance(name):
         torch.testing.assert_close(enc(x[i : i + 1, :n], mask[i : i + 1, :n]), ref[i : i + 1], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["lstm", "bilstm", "textcnn", "mlp", "lstm_mean", "textcnn_mean"])
+@pytest.mark.parametrize("name", ["lstm", "bilstm", "textcnn", "mlp", "lstm_mean", "textcnn_mean", "lstm_skip", "textcnn_skip"])
 def test_empty_rows_give_zeros(name):
     enc = _encoders()[name]
     x, mask = _inputs()
@@ -70,7 +74,7 @@ def test_empty_rows_give_zeros(name):
     assert torch.all(enc(x, torch.zeros_like(mask)) == 0)
 
 
-@pytest.mark.parametrize("name", ["lstm", "textcnn", "lstm_mean", "textcnn_mean"])
+@pytest.mark.parametrize("name", ["lstm", "textcnn", "lstm_mean", "textcnn_mean", "lstm_skip", "textcnn_skip"])
 def test_unobserved_frames_left_out_of_pool(name):
     """An unobserved frame (here one that holds the maximum) is left out of the pool, max or mean."""
     enc = _encoders()[name].eval()
@@ -82,7 +86,7 @@ def test_unobserved_frames_left_out_of_pool(name):
     assert torch.equal(enc(x, obs)[1:], enc(x, mask)[1:])
 
 
-@pytest.mark.parametrize("name", ["lstm", "bilstm", "textcnn", "mlp", "lstm_mean", "textcnn_mean"])
+@pytest.mark.parametrize("name", ["lstm", "bilstm", "textcnn", "mlp", "lstm_mean", "textcnn_mean", "lstm_skip", "textcnn_skip"])
 def test_gradient_flow(name):
     enc = _encoders()[name]
     x, mask = _inputs()
@@ -143,3 +147,15 @@ def test_mean_pool_averages_the_hidden_states():
     assert make_encoder(EncoderConfig(kind="lstm", pool="mean"), D_IN, 9).pool is enc.pool
     with pytest.raises(ConfigError, match="EncoderConfig.pool"):
         EncoderConfig(pool="median")
+
+
+def test_mean_skip_adds_a_linear_map_of_the_frame_mean():
+    """mean_skip: the sequence encoder's output plus W * (mean of the raw valid frames) + b."""
+    enc = _encoders()["lstm_skip"].eval()
+    assert isinstance(enc, MeanSkip)
+    x, mask = _inputs()
+    want = enc.encoder(x, mask) + enc.skip(x[2:3, :4].mean(1))
+    torch.testing.assert_close(enc(x, mask)[2:3], want[2:3])
+    assert isinstance(make_encoder(EncoderConfig(kind="mlp", mean_skip=True), D_IN, 9), MLPEncoder)
+    with pytest.raises(ConfigError, match="EncoderConfig.mean_skip"):
+        EncoderConfig(mean_skip="yes")

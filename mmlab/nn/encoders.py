@@ -138,6 +138,26 @@ class MLPEncoder(nn.Module):
         return out * mask.any(1, keepdim=True).to(out.dtype)
 
 
+class MeanSkip(nn.Module):
+    """A sequence encoder plus a linear map of the mean of the raw frames it pools over (not in
+    ADMC or MMIN; issue #18, `docs/gap_to_oracle.md` §10): ``enc(x, mask) + W masked_mean(x, mask)``.
+
+    When the class information is in the frames' mean (as on `synthetic`, where the mean is a
+    sufficient statistic) the skip hands it to the head directly; the sequence path still sees
+    what a mean cannot (e.g. a frequency). Rows with no True frame stay zero vectors.
+    """
+
+    def __init__(self, encoder: nn.Module, d_in: int, d_out: int):
+        super().__init__()
+        self.encoder, self.d_in, self.d_out = encoder, d_in, d_out
+        self.skip = nn.Linear(d_in, d_out)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        _check(x, mask, self.d_in, "MeanSkip")
+        skip = self.skip(masked_mean(x, mask)) * mask.any(1, keepdim=True).to(x.dtype)
+        return self.encoder(x, mask) + skip
+
+
 class MLPHead(nn.Module):
     """The 2-layer FC classifier of ADMC §4.2: Linear(d_in, hidden), ReLU, Dropout, Linear(hidden, C)."""
 
@@ -171,10 +191,13 @@ class EncoderConfig:
     hidden: int = 256  # mlp
     text_modalities: tuple[str, ...] = ("T",)
     pool: PoolKind = "max"  # lstm, textcnn: "max" over frames (ADMC, MMIN) or "mean"
+    mean_skip: bool = False  # lstm, textcnn: add a linear map of the raw frames' mean (`MeanSkip`)
 
     def __post_init__(self) -> None:
         if self.kind not in ("auto", "lstm", "textcnn", "mlp"):
             raise ConfigError(f"EncoderConfig.kind: expected 'auto', 'lstm', 'textcnn' or 'mlp', got {self.kind!r}")
+        if not isinstance(self.mean_skip, bool):
+            raise ConfigError(f"EncoderConfig.mean_skip: expected true or false, got {self.mean_skip!r}")
         if self.pool not in POOLS:
             raise ConfigError(f"EncoderConfig.pool: expected one of {list(POOLS)}, got {self.pool!r}")
         for name in ("d_out", "layers", "filters", "hidden"):
@@ -199,8 +222,10 @@ def make_encoder(cfg: EncoderConfig, d_in: int, max_len: int, modality: str | No
     if d_in < 1:
         raise ConfigError(f"make_encoder: d_in expected a positive integer, got {d_in}")
     kind = resolve_kind(cfg, max_len, modality)
+    if kind == "mlp":
+        return MLPEncoder(d_in, cfg.d_out, cfg.hidden)
     if kind == "lstm":
-        return LSTMMaxPool(d_in, cfg.d_out, cfg.layers, cfg.bidirectional, cfg.pool)
-    if kind == "textcnn":
-        return TextCNN(d_in, cfg.d_out, cfg.kernels, cfg.filters, cfg.pool)
-    return MLPEncoder(d_in, cfg.d_out, cfg.hidden)
+        encoder: nn.Module = LSTMMaxPool(d_in, cfg.d_out, cfg.layers, cfg.bidirectional, cfg.pool)
+    else:
+        encoder = TextCNN(d_in, cfg.d_out, cfg.kernels, cfg.filters, cfg.pool)
+    return MeanSkip(encoder, d_in, cfg.d_out) if cfg.mean_skip else encoder
