@@ -189,3 +189,16 @@ def test_bad_config_names_the_field(tiny):
         make_method("cra", tiny, ["--n_blocks=0"])
     with pytest.raises(ConfigError, match="mse_weight"):
         make_method("mmin", tiny, ["--mse_weight=-1"])
+
+
+@pytest.mark.parametrize("name", ["zero_fill", "ae", "mmin"])
+def test_mean_skip_reaches_every_sequence_encoder(name, tiny):
+    """--encoder.mean_skip=true wraps the LSTM / TextCNN encoders in MeanSkip (docs/gap_to_oracle.md §10);
+    the CPU default and the paper preset leave them unwrapped."""
+    from mmlab.nn.encoders import MeanSkip
+
+    def skips(method):
+        return [type(m) for m in method.modules() if isinstance(m, MeanSkip)]
+
+    assert skips(make_method(name, tiny, ["--encoder.mean_skip=true"]))
+    assert not skips(make_method(name, tiny, []))
