@@ -274,6 +274,18 @@ def test_paper_preset_constructs_with_paper_sizes(data):
     assert abs(float(method.diffusion.alphas_cumprod[50]) - 0.9155) < 1e-3
 
 
+def test_itfn_mean_skip_is_the_cpu_default_and_not_the_papers(data):
+    """CPU default: ITFN's sequence encoders carry MeanSkip (docs/gap_to_oracle.md §10); paper: max pool, no skip."""
+    from mmlab.nn.encoders import MeanSkip
+
+    def n_skip(method):
+        return sum(isinstance(m, MeanSkip) for m in method.modules())
+
+    assert n_skip(make_method("admc", data)) == len(data.modalities)
+    paper = make_method("admc", data, preset="paper")
+    assert n_skip(paper) == 0 and paper.cfg.itfn.encoder.pool == "max"
+
+
 def test_compare_generation_protocol(data, tmp_path):
     """`mmlab compare --protocol generation` tabulates Table 4 rows from generation_table."""
     from mmlab.evaluate import read_results

@@ -191,14 +191,17 @@ def test_bad_config_names_the_field(tiny):
         make_method("mmin", tiny, ["--mse_weight=-1"])
 
 
-@pytest.mark.parametrize("name", ["zero_fill", "ae", "mmin"])
-def test_mean_skip_reaches_every_sequence_encoder(name, tiny):
-    """--encoder.mean_skip=true wraps the LSTM / TextCNN encoders in MeanSkip (docs/gap_to_oracle.md §10);
-    the CPU default leaves them unwrapped."""
-    from mmlab.nn.encoders import MeanSkip
+@pytest.mark.parametrize("name", ["zero_fill", "full_zero", "ae", "mmin"])
+def test_mean_skip_wraps_every_sequence_encoder_by_default(name, tiny):
+    """The CPU default wraps every LSTM / TextCNN encoder in MeanSkip (docs/gap_to_oracle.md §10);
+    --encoder.mean_skip=false and the paper preset (MMIN's encoders) leave them unwrapped."""
+    from mmlab.nn.encoders import LSTMMaxPool, MeanSkip, TextCNN
 
-    def skips(method):
-        return any(isinstance(m, MeanSkip) for m in method.modules())
+    def counts(method):
+        mods = list(method.modules())
+        return sum(isinstance(m, (LSTMMaxPool, TextCNN)) for m in mods), sum(isinstance(m, MeanSkip) for m in mods)
 
-    assert skips(make_method(name, tiny, ["--encoder.mean_skip=true"]))
-    assert not skips(make_method(name, tiny, []))
+    n_seq, n_skip = counts(make_method(name, tiny, []))
+    assert n_seq >= 3 and n_skip == n_seq  # tiny: LSTM for A and V, TextCNN for T
+    assert counts(make_method(name, tiny, ["--encoder.mean_skip=false"]))[1] == 0
+    assert counts(make_method(name, tiny, preset="paper"))[1] == 0

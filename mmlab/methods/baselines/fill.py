@@ -59,7 +59,8 @@ class FillFusion(Method):
 
     Config = FillFusionConfig
     PRESETS = {  # MMIN sizes: 128-d encoders, classifier 128, batch 128, lr 2e-4, 20 epochs
-        "paper": {"encoder.d_out": 128, "encoder.filters": 128, "encoder.pool": "max", "train.ema": 0.0,
+        "paper": {"encoder.d_out": 128, "encoder.filters": 128, "encoder.pool": "max", "encoder.mean_skip": False,
+                  "train.ema": 0.0,
                   "hidden": 128,
                   "train.epochs": 20, "train.batch_size": 128, "train.lr": 2e-4, "train.lr_schedule": "mmin_linear"},
     }

@@ -72,7 +72,8 @@ class ImputeClassify(Method):
 
     Config = ImputeConfig
     PRESETS = {
-        "paper": {"encoder.d_out": 128, "encoder.filters": 128, "encoder.pool": "max", "pretrain.ema": 0.0, "train.ema": 0.0,
+        "paper": {"encoder.d_out": 128, "encoder.filters": 128, "encoder.pool": "max", "encoder.mean_skip": False,
+                  "pretrain.ema": 0.0, "train.ema": 0.0,
                   "hidden": 128, "layers": [256, 128, 64], "n_blocks": 5,
                   "pretrain.epochs": 20, "pretrain.batch_size": 128, "pretrain.lr": 2e-4,
                   "train.epochs": 60, "train.batch_size": 128, "train.lr": 2e-4, "train.lr_schedule": "mmin_linear"},

@@ -82,7 +82,8 @@ class MMIN(Method):
 
     Config = MMINConfig
     PRESETS = {  # scripts/CAP_mmin.sh and CAP_utt_fusion.sh
-        "paper": {"encoder.d_out": 128, "encoder.filters": 128, "encoder.pool": "max", "pretrain.ema": 0.0, "train.ema": 0.0,
+        "paper": {"encoder.d_out": 128, "encoder.filters": 128, "encoder.pool": "max", "encoder.mean_skip": False,
+                  "pretrain.ema": 0.0, "train.ema": 0.0,
                   "ae_layers": [256, 128, 64], "n_blocks": 5,
                   "hidden": 128, "p_full": 0.0,
                   "pretrain.epochs": 20, "pretrain.batch_size": 128, "pretrain.lr": 2e-4,
