@@ -163,3 +163,18 @@ def test_mean_skip_adds_a_linear_map_of_the_frame_mean():
     assert isinstance(make_encoder(EncoderConfig(kind="mlp", mean_skip=True), D_IN, 9), MLPEncoder)
     with pytest.raises(ConfigError, match="EncoderConfig.mean_skip"):
         EncoderConfig(mean_skip="yes")
+
+
+def test_skip_count_gate_scales_the_skip_by_the_frame_count():
+    """skip_count_gate: the skip times 1 + g * frames / max_len; g starts at 0 (the plain skip)."""
+    cfg = EncoderConfig(kind="lstm", d_out=D_OUT, pool="mean", mean_skip=True, skip_count_gate=True)
+    enc = make_encoder(cfg, D_IN, 9).eval()
+    x, mask = _inputs()
+    plain = enc.skip(x[2:3, :4].mean(1))
+    torch.testing.assert_close(enc(x, mask)[2:3], enc.encoder(x, mask)[2:3] + plain)
+    with torch.no_grad():
+        enc.gate.fill_(0.9)
+    torch.testing.assert_close(enc(x, mask)[2:3], enc.encoder(x, mask)[2:3] + plain * (1 + 0.9 * 4 / 9))
+    assert make_encoder(EncoderConfig(kind="lstm", mean_skip=True), D_IN, 9).gate is None
+    with pytest.raises(ConfigError, match="EncoderConfig.skip_count_gate"):
+        EncoderConfig(skip_count_gate=1)

@@ -145,16 +145,24 @@ class MeanSkip(nn.Module):
     When the class information is in the frames' mean (as on `synthetic`, where the mean is a
     sufficient statistic) the skip hands it to the head directly; the sequence path still sees
     what a mean cannot (e.g. a frequency). Rows with no True frame stay zero vectors.
+
+    ``count_gate`` scales the skip per output dimension by ``1 + g * n / max_len`` (n: the row's
+    real frames; g learned, starting at 0), so that the head can weigh a modality's mean by how
+    many frames it averages: `synthetic`'s Bayes rule weighs each frame mean by its frame count
+    (`mmlab/data/synthetic.py`), which a plain mean hides.
     """
 
-    def __init__(self, encoder: nn.Module, d_in: int, d_out: int):
+    def __init__(self, encoder: nn.Module, d_in: int, d_out: int, max_len: int = 1, count_gate: bool = False):
         super().__init__()
-        self.encoder, self.d_in, self.d_out = encoder, d_in, d_out
+        self.encoder, self.d_in, self.d_out, self.max_len = encoder, d_in, d_out, max(int(max_len), 1)
         self.skip = nn.Linear(d_in, d_out)
+        self.gate = nn.Parameter(torch.zeros(d_out)) if count_gate else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         _check(x, mask, self.d_in, "MeanSkip")
         skip = self.skip(masked_mean(x, mask)) * mask.any(1, keepdim=True).to(x.dtype)
+        if self.gate is not None:
+            skip = skip * (1 + self.gate * (mask.sum(1, keepdim=True).to(x.dtype) / self.max_len))
         return self.encoder(x, mask) + skip
 
 
@@ -192,12 +200,14 @@ class EncoderConfig:
     text_modalities: tuple[str, ...] = ("T",)
     pool: PoolKind = "max"  # lstm, textcnn: "max" over frames (ADMC, MMIN) or "mean"
     mean_skip: bool = False  # lstm, textcnn: add a linear map of the raw frames' mean (`MeanSkip`)
+    skip_count_gate: bool = False  # with mean_skip: scale the skip by 1 + g * frames / max_len (`MeanSkip`)
 
     def __post_init__(self) -> None:
         if self.kind not in ("auto", "lstm", "textcnn", "mlp"):
             raise ConfigError(f"EncoderConfig.kind: expected 'auto', 'lstm', 'textcnn' or 'mlp', got {self.kind!r}")
-        if not isinstance(self.mean_skip, bool):
-            raise ConfigError(f"EncoderConfig.mean_skip: expected true or false, got {self.mean_skip!r}")
+        for name in ("mean_skip", "skip_count_gate"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"EncoderConfig.{name}: expected true or false, got {getattr(self, name)!r}")
         if self.pool not in POOLS:
             raise ConfigError(f"EncoderConfig.pool: expected one of {list(POOLS)}, got {self.pool!r}")
         for name in ("d_out", "layers", "filters", "hidden"):
@@ -228,4 +238,4 @@ def make_encoder(cfg: EncoderConfig, d_in: int, max_len: int, modality: str | No
         encoder: nn.Module = LSTMMaxPool(d_in, cfg.d_out, cfg.layers, cfg.bidirectional, cfg.pool)
     else:
         encoder = TextCNN(d_in, cfg.d_out, cfg.kernels, cfg.filters, cfg.pool)
-    return MeanSkip(encoder, d_in, cfg.d_out) if cfg.mean_skip else encoder
+    return MeanSkip(encoder, d_in, cfg.d_out, max_len, cfg.skip_count_gate) if cfg.mean_skip else encoder
