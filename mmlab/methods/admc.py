@@ -5,7 +5,7 @@ Feature Completion", 2025 (README.md, "Papers"); §, Eq., Table and Fig. numbers
 paper's. The boxes of the paper's Figure 2, in the order they are trained (one `Stage` each):
 
 (a) **ITFN**  ``itfn_<m>``: one encoder per modality (LSTM for frame sequences, max-pooled in the
-    paper and mean-pooled by the CPU default, A1;
+    paper and mean-pooled with a frames'-mean skip by the CPU default, A1;
     TextCNN for text "T", an MLP for vector modalities) plus a 2-layer FC head, trained *alone*
     on single-modality classification with early stopping, then frozen (§3.1).
 (b) **ADN**   ``adn``: a DDPM over the stacked, standardised features F⁰ (B, M, D); ε_θ is a

@@ -1,8 +1,9 @@
 """Fill baselines: "zero_fill", "mean_fill" (zero / mean padding, ADMC §2.1) and the full-modality
 "full_zero" (CM-ARR §4.4).
 
-Per-modality encoders (LSTM for A/V, TextCNN for T; ADMC §4.1 / MMIN; mean-pooled over frames by
-the CPU default, max-pooled by MMIN and the ``paper`` preset) whose utterance embeddings are
+Per-modality encoders (LSTM for A/V, TextCNN for T; ADMC §4.1 / MMIN; mean-pooled over frames with
+a linear skip from the frames' mean by the CPU default, `cpu_encoder`; max-pooled without the skip
+by MMIN and the ``paper`` preset) whose utterance embeddings are
 concatenated and classified by an MLP (early fusion). Missing
 modalities are filled *outside* the model and the encoders read every real frame
 (``pad_mask``), so the fill value is what the model sees in place of a missing modality:
