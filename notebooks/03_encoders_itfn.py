@@ -18,7 +18,8 @@
 #
 # **What this notebook teaches.** ADMC first trains one encoder per modality *alone*, on
 # single-modality classification, then freezes it (Fig. 2a): an LSTM + max-pool for audio and
-# video, a TextCNN for text, each with a 2-layer FC head. Their utterance-level features are
+# video, a TextCNN for text, each with a 2-layer FC head (the CPU default mean-pools instead and
+# adds a linear map of the frames' mean, both chosen on the valid split: choice A1). Their utterance-level features are
 # standardised with train statistics (choice A8) and stacked as F⁰ = (F_a, F_v, F_t) ∈ R^{M×D}, the
 # tokens that the diffusion model of notebook 04 completes.
 #
