@@ -160,9 +160,10 @@ class MeanSkip(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         _check(x, mask, self.d_in, "MeanSkip")
-        skip = self.skip(masked_mean(x, mask)) * mask.any(1, keepdim=True).to(x.dtype)
+        frames = mask.sum(1, keepdim=True).to(x.dtype)  # (B, 1): real frames per row
+        skip = self.skip(masked_mean(x, mask)) * (frames > 0).to(x.dtype)
         if self.gate is not None:
-            skip = skip * (1 + self.gate * (mask.sum(1, keepdim=True).to(x.dtype) / self.max_len))
+            skip = skip * (1 + self.gate * frames / self.max_len)
         return self.encoder(x, mask) + skip
 
 

@@ -3,8 +3,9 @@ autoencoder (Tran et al. 2017 / MMIN's ``ResidualAE``) and argument checks.
 
 Sizes: the CPU defaults use 64-d utterance embeddings (MMIN: 128) so that every baseline here
 trains in about a minute on the default `synthetic` dataset with 2 cores, mean-pool their
-encoders (MMIN: max), add a linear skip from the frames' mean (MMIN: none) and keep an average of the weights (MMIN: the last weights of the best
-epoch); each method's ``PRESETS["paper"]`` restores the published sizes, pooling and weights.
+encoders (MMIN: max), add a linear skip from the frames' mean (MMIN: none) and keep an average
+of the weights (MMIN: the last weights of the best epoch); each method's ``PRESETS["paper"]``
+restores the published sizes, pooling, encoders and weights.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ https://github.com/AIM3-RUC/MMIN), a baseline of ADMC §5.1 and CM-ARR §4.2.
 Stages, as in the public code (``utt_fusion`` teacher, then ``mmin``):
 
 1. ``utt_fusion``: teacher encoders (LSTM for A/V, TextCNN for T; max-pooled in the ``paper``
-   preset, mean-pooled with a frames'-mean skip by the CPU default, `cpu_encoder`) + an MLP head on the concatenated embeddings, CE on
-   complete train data, selected on complete valid input.
+   preset, mean-pooled with a frames'-mean skip by the CPU default, `cpu_encoder`) + an MLP
+   head on the concatenated embeddings, CE on complete train data, selected on complete valid
+   input.
    At its end the student encoders are initialised from the teacher's (MMIN ``post_process``).
 2. ``mmin``: the teacher is frozen. For a train batch masked by the `RandomPattern` sampler the
    student encoders read the zero-filled input (every real frame, like MMIN's ``A * mask``):
