@@ -113,3 +113,12 @@ def test_reads_a_real_sweep(tmp_path, capsys):
     assert out.count("| tiny | reference |") == 2 and out.count("**yes**") == 1
     assert "--train.lr=0.01" in out and "--train.lr=0.001" in out
     assert TOOL["main"]([str(tmp_path / "none")]) == 2
+
+
+def test_full_protocol_rows_give_the_full_column_when_patterns_did_not_run(tmp_path):
+    job = tmp_path / "job"
+    job.mkdir()
+    with open(job / "rows.test.full.csv", "w", newline="") as f:  # `handwritten --protocol full`
+        csv.writer(f).writerows([["condition", "accuracy"], ["full", 0.985]])
+    six, full = TOOL["test_average"](job)
+    assert six != six and abs(full - 0.985) < 1e-12  # no pattern rows: NaN, not 0

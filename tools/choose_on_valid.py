@@ -66,9 +66,10 @@ def _select_metric(cfg: dict, stage: str) -> str:
 
 
 def test_average(job_dir: Path) -> tuple[float, float]:
-    """(six-pattern average, full input) test accuracy of a job's pattern rows, NaN if absent."""
-    rows_file = job_dir / "rows.test.patterns.csv"
-    if not rows_file.exists():
+    """(six-pattern average, full input) test accuracy of a job's pattern rows (the ``full``
+    protocol's when it ran without ``patterns``, e.g. `handwritten`), NaN where absent."""
+    rows_file = next((f for f in (job_dir / "rows.test.patterns.csv", job_dir / "rows.test.full.csv") if f.exists()), None)
+    if rows_file is None:
         return float("nan"), float("nan")
     with open(rows_file, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -156,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     for t in table:
         where = t["point"] if len(args.folders) == 1 else f"{t['folder']}: {t['point']}"
+        six = "-" if np.isnan(t["test_six"]) else f"{t['test_six']:.2f} ± {t['test_six_std']:.2f}"
         print(f"| {t['dataset']} | {t['method']} | {where} | {t['seeds']} | {t['valid']:.2f} ({t['select_metric']}) "
-              f"| {t['valid_accuracy']:.2f} | {t['test_six']:.2f} ± {t['test_six_std']:.2f} | {t['test_full']:.2f} "
+              f"| {t['valid_accuracy']:.2f} | {six} | {t['test_full']:.2f} "
               f"| {'**yes**' if t['chosen'] else ''} |")
     if args.csv:
         with open(args.csv, "w", newline="") as f:
