@@ -53,7 +53,8 @@ def train_logs(method, data, seed: int = 0) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def trained(tiny, tmp_path_factory):
     seed_everything(0)
-    method = make_method("cmarr", tiny, ["--train.epochs=12", "--train.patience=0"])
+    # without C17's skip: the completion tests probe the projections, which the skip lets the head bypass
+    method = make_method("cmarr", tiny, ["--train.epochs=12", "--train.patience=0", "--mean_skip=false"])
     summary = Trainer(method, tiny, tmp_path_factory.mktemp("cmarr"), TrainConfig(seed=0, progress=False)).fit()
     return method.eval(), summary
 
@@ -277,6 +278,7 @@ def test_paper_preset_builds(tiny, name):
     assert method.cfg.train.ema == 0.0  # neither paper averages the weights (C16)
     assert make_method(name, tiny).cfg.train.ema == 0.99  # the CPU default does, its probes do not
     assert make_method(name, tiny).cfg.probe.ema == 0.0
+    assert method.skip is None and make_method(name, tiny).skip is not None  # C17: the CPU default only
 
 
 def test_bad_config_names_the_field(tiny):
@@ -323,3 +325,27 @@ def test_completion_interface_probe_and_generation_rows(trained, tiny):
     assert method.feature_logits("T", one).shape == (16, tiny.n_classes)
     with pytest.raises(ConfigError, match="must be unavailable"):
         method.generate(tiny.subset("test").batch(np.arange(4)), "T", torch.Generator())
+
+
+@pytest.mark.parametrize("name", ["cmarr", "dicmor"])
+def test_mean_skip_reads_only_the_observed_frames_means(tiny, name):
+    torch.manual_seed(0)
+    method = make_method(name, tiny)  # C17: the CPU default
+    assert method.skip.in_features == sum(tiny.dims.values())
+    train_logs(method, tiny)
+    assert method.skip.weight.grad is not None and method.skip.weight.grad.abs().sum() > 0
+    method.eval()
+    batch = masked(tiny.subset("valid").batch(np.arange(8)), ("A", "T")).for_eval()
+    with torch.no_grad():
+        base = method.predict_logits(batch)
+        hidden = batch.feats["V"].clone()
+        batch.feats["V"] += 3.0  # V is missing: neither the skip nor the reconstruction reads it
+        torch.testing.assert_close(method.predict_logits(batch), base)
+        batch.feats["V"] = hidden
+        batch.feats["A"] += 0.5  # an observed modality's mean moves the logits through the skip too
+        moved = method.predict_logits(batch)
+        method.skip.weight.zero_()
+        method.skip.bias.zero_()
+        without_skip = method.predict_logits(batch)
+    assert not torch.allclose(moved, base) and not torch.allclose(moved, without_skip)
+    assert make_method(name, tiny, ["--mean_skip=false"]).skip is None

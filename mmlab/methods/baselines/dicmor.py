@@ -48,6 +48,6 @@ class DiCMoR(CMARR):
     PRESETS = {  # DiCMoR public code (MOSEI): d = 64, K = 32, 20 RCABs, batch 16, lr 1e-4
         "paper": {"d": 64, "common_len": 50, "flow.steps": 32, "flow.hidden": 64, "rcab_blocks": 20,
                   "rcab_reduction": 16, "hidden": 64, "train.lr": 1e-4, "train.batch_size": 16,
-                  "train.epochs": 100, "train.patience": 20, "train.ema": 0.0},
+                  "train.epochs": 100, "train.patience": 20, "train.ema": 0.0, "mean_skip": False},
     }
     name = "dicmor"
