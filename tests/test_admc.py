@@ -70,6 +70,19 @@ def test_denoiser_and_fusion_shapes():
     assert not torch.allclose(mf(x), mf(x, avail))
     with pytest.raises(DataError, match="tokens expected"):
         den(torch.randn(5, 2, 8), torch.zeros(5, dtype=torch.long))
+    # token_skip adds Linear(tokens) before the head, and nothing else
+    torch.manual_seed(0)
+    cfg = FusionConfig(layers=1, heads=2, d_ff=16, dropout=0.0, token_skip=True)
+    skip = ModalityTokenTransformer(3, 8, 4, cfg).eval()
+    plain = ModalityTokenTransformer(3, 8, 4, FusionConfig(layers=1, heads=2, d_ff=16, dropout=0.0)).eval()
+    assert plain.skip is None and skip.skip.in_features == 24
+    plain.load_state_dict({k: v for k, v in skip.state_dict().items() if not k.startswith("skip.")})
+    with torch.no_grad():
+        with_skip, without = skip(x), plain(x)
+        skip.skip.weight.zero_()
+        skip.skip.bias.zero_()
+        torch.testing.assert_close(skip(x), without)  # the skip is the only difference
+    assert not torch.allclose(with_skip, without)
     with pytest.raises(ConfigError, match="divisible by heads"):
         AttentionDenoiser(3, 9, DenoiserConfig(heads=2))
 
@@ -284,6 +297,10 @@ def test_itfn_mean_skip_is_the_cpu_default_and_not_the_papers(data):
     assert n_skip(make_method("admc", data)) == len(data.modalities)
     paper = make_method("admc", data, preset="paper")
     assert n_skip(paper) == 0 and paper.cfg.itfn.encoder.pool == "max"
+    # A11b: every MF (one per scenario, mf_mmer too) has the token skip by default, none in the paper preset
+    default = make_method("admc", data)
+    assert all(mf.skip is not None for mf in default.mfs.values()) and len(default.mfs) == 8
+    assert all(mf.skip is None for mf in paper.mfs.values())
 
 
 def test_compare_generation_protocol(data, tmp_path):

@@ -76,6 +76,7 @@ class FusionConfig:
     d_ff: int = 256
     dropout: float = 0.3
     head_hidden: int = 128
+    token_skip: bool = False  # not ADMC's: the head also reads a linear map of the input tokens
 
     def __post_init__(self) -> None:
         _positive("FusionConfig", layers=self.layers, heads=self.heads, d_ff=self.d_ff, head_hidden=self.head_hidden)
@@ -91,7 +92,10 @@ class ModalityTokenTransformer(nn.Module):
     tokens (B, M, d_token) -> + modality embedding -> L pre-LN self-attention layers -> final
     LN -> mean over the M tokens -> 2-layer FC head (hidden 128, dropout). ``avail_embedding``
     adds a learned vector to the tokens marked unavailable (for one MF shared by many missing
-    patterns, where the tokens alone do not say which ones were generated).
+    patterns, where the tokens alone do not say which ones were generated). ``token_skip`` (not
+    ADMC's; issue #18) adds Linear(the concatenated input tokens) to the pooled vector before the
+    head: the final LayerNorm scales every token to one norm, and the skip keeps how strongly each
+    modality's feature speaks.
     """
 
     def __init__(self, n_tokens: int, d_token: int, n_classes: int, cfg: FusionConfig | None = None,
@@ -108,6 +112,7 @@ class ModalityTokenTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.d_ff, cfg.dropout) for _ in range(cfg.layers))
         self.ln = nn.LayerNorm(d)
         self.head = MLPHead(d, n_classes, cfg.head_hidden, cfg.dropout)
+        self.skip = nn.Linear(n_tokens * d_token, d) if cfg.token_skip else None
 
     def pooled(self, tokens: Tensor, avail: Tensor | None = None) -> Tensor:
         """(B, d_model): the mean-pooled attention output (the joint representation)."""
@@ -121,7 +126,10 @@ class ModalityTokenTransformer(nn.Module):
 
     def forward(self, tokens: Tensor, avail: Tensor | None = None) -> Tensor:
         """(B, C) logits."""
-        return self.head(self.pooled(tokens, avail))
+        pooled = self.pooled(tokens, avail)
+        if self.skip is not None:
+            pooled = pooled + self.skip(tokens.flatten(1))
+        return self.head(pooled)
 
 
 # ----------------------------------------------------------------------------- ADN ε_θ (Eq. 2)
