@@ -201,8 +201,8 @@ rec.log(x_tilde_mse=lat["x_tilde_mse"], x_hat_mse=lat["x_hat_mse"], zero_mse=lat
 # two leading directions (right panel) show no class structure.
 #
 # The reconstruction errors say the same: the inverse flow alone reconstructs $X_T$ *worse than
-# predicting zero* (about 1.35 vs 1.0 per element at the defaults); it is $\mathrm{Rec}_T$ that brings
-# the error down (to about 0.43). In this implementation at CPU scale, the flow pair with Eq. 7
+# predicting zero* (about 1.4 vs 1.0 per element at the defaults); it is $\mathrm{Rec}_T$ that brings
+# the error down (to about 0.4). In this implementation at CPU scale, the flow pair with Eq. 7
 # acts as a learned feature map into which the residual network writes the reconstruction, not as a
 # shared latent space where averaging is already the answer.
 #
@@ -241,7 +241,7 @@ rec.log(real_accuracy=acc["real"], generated_accuracy=acc["generated"],
 
 # %% [markdown]
 # **Reading the reconstruction.** The crosses (reconstructed) form a tighter cloud than the
-# circles (real) and the diamonds (one exact draw): at the defaults their spread is about 0.65
+# circles (real) and the diamonds (one exact draw): at the defaults their spread is about 0.63
 # against 0.86. CM-ARR's reconstruction is deterministic, an inverse flow of the mean latent
 # followed by a fixed network, so it returns one point per sample, never a sample from a
 # distribution. The table says the same in numbers: its `variance_ratio` is 0 (its k = 4 "samples"
@@ -250,16 +250,18 @@ rec.log(real_accuracy=acc["real"], generated_accuracy=acc["generated"],
 #
 # That changes how to read the accuracies. A single exact draw carries the conditional *noise* as
 # well as the signal; the best point estimate is the conditional *mean*. Measured as RMS distance to
-# the real feature (at the defaults): one exact draw about 0.66, CM-ARR about 0.51, and the exact
-# conditional mean itself about 0.46 (estimated from the spread of the draws; a draw is √2 times
-# farther, as two independent draws are). So CM-ARR's point estimate is about 10 % farther from
-# the truth than the best possible one, and its cloud is a little more shrunk towards the average
-# $T$ than the conditional mean's would be (about $\sqrt{0.86^2 - 0.46^2} \approx 0.72$). For the
-# probe, a point estimate can therefore beat a single exact draw: at the defaults it ties it for
-# AV->T (both about 48 %) and beats it for A->T and V->T, where it even beats the mean of 4 draws
-# (which keeps a quarter of the conditional variance). The gap between the reconstructed and the
-# real rows (about 48 vs 63 %) is mostly information that $T$ carries of its own, which no method
-# can recover from A and V.
+# the real feature (at the defaults): one exact draw about 0.61, CM-ARR about 0.46, and the exact
+# conditional mean itself about 0.43 (estimated from the spread of the draws; a draw is √2 times
+# farther, as two independent draws are). So CM-ARR's point estimate is under 10 % farther from
+# the truth than the best possible one, and its cloud is more shrunk towards the average $T$ than
+# the conditional mean's would be (about $\sqrt{0.86^2 - 0.43^2} \approx 0.74$). For the probe, a
+# point estimate can therefore beat a single exact draw: at the defaults it does for A->T and V->T
+# (about 41 and 44 % against 39 and 40 %) but not for AV->T (43 against 46 %), and the mean of 4
+# exact draws is above it everywhere. The gap between the reconstructed and the real rows (about
+# 43 vs 61 %) is mostly information that $T$ carries of its own, which no method can recover from
+# A and V; part of it is the skip of C17, which lets the classifier read the frame means directly,
+# so the projections the probe reads carry less class information than without it
+# (`cmarr_overrides = {"mean_skip": False}` shows the difference).
 #
 # ## 4. Refinement and the ablations (§3.3, Table 3)
 #
