@@ -65,8 +65,8 @@ Choices where the paper is silent or contradicts itself, A1-A18 and A11b (other 
   has no such path): the final LayerNorm of the attention stack gives every token one norm, and
   the skip keeps how strongly each modality's feature speaks, as the encoders' frames'-mean skip
   (A1) does for frames. Chosen on the VALID split of ``synthetic``, ``admc_wo_adn``, five seeds:
-  mean of the six MF stages' valid accuracy 66.77 -> 67.21, ``mf_full`` 81.60 -> 82.40
-  (`docs/gap_to_oracle.md` §11).
+  mean of the six MF stages' valid accuracy 66.77 -> 67.21, ``mf_full`` 81.60 -> 82.40; the
+  re-run of ``admc`` with it: 66.69 -> 67.49 (`docs/gap_to_oracle.md` §11).
 - A12 "w/o ITFN" (``itfn.training="joint"``): encoders trained jointly with a full-modality
   fusion classifier (end-to-end CE), frozen, then ADN and MF as usual.
 - A13 MMER: F'_j from all the other modalities for every j; ``mf_mmer`` has 2D tokens.
