@@ -48,6 +48,7 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "mmin": ("mmlab.methods.baselines.mmin:MMIN", {}),
     "dicmor": ("mmlab.methods.baselines.dicmor:DiCMoR", {}),
     "pooled_linear": ("mmlab.methods.pooled_linear:PooledLinear", {}),  # per-pattern logistic regression
+    "kernel_experts": ("mmlab.methods.kernel_experts:KernelExperts", {}),  # product of per-modality kernel experts
     # CIDer (mmlab/methods/cider.py) and rows of its Table V
     "cider": ("mmlab.methods.cider:CIDer", {}),
     "cider_wo_mssd": ("mmlab.methods.cider:CIDer", {"mssd": False}),
