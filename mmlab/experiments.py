@@ -171,7 +171,8 @@ CIDER_RATES = tuple(round(0.1 * i, 1) for i in range(11))
 DEFAULT_SEEDS: tuple[int, ...] = (1111, 1112, 1113, 1114, 1115)
 COMPARISON_METHODS: tuple[str, ...] = (
     "admc", "admc_cond", "admc_wo_adn", "admc_wo_itfn", "admc_use_itfn", "admc_joint",
-    "zero_fill", "mean_fill", "full_zero", "ae", "cra", "mmin", "pooled_linear", "cmarr", "dicmor",
+    "zero_fill", "mean_fill", "full_zero", "ae", "cra", "mmin", "pooled_linear", "kernel_experts",
+    "cmarr", "dicmor",
 )
 # Registered methods the full suite leaves out, and why (each is measured on its own; README "Results")
 OUTSIDE_FULL_SUITE: dict[str, str] = {

@@ -8,7 +8,9 @@ machines", NIPS 2000). Its landmarks are the train rows (a random subset of ``la
 drawn from the run seed, when there are more), so on a small train split the expert is an exact
 kernel logistic regression. gamma = ``gamma_grid`` factor / (number of m's columns), the
 "scale" heuristic of scikit-learn for unit-variance inputs, and the inverse L2 strength C are
-chosen per modality on the valid split among ``gamma_grid`` x ``c_grid``; a tie keeps the first.
+chosen per modality on the valid split among ``gamma_grid`` x ``c_grid``; a tie keeps the earlier
+gamma factor and the smaller C. The C grid is fitted from the smallest C up, each fit starting
+from the last one's weights (lbfgs warm start).
 
 The experts are fused over the modalities a sample really has (S: available and with at least
 one observed frame) as a product of experts under the assumption that the modalities are
@@ -56,8 +58,8 @@ class KernelExpertsConfig:
     ``batch_size``: rows per batch while pooling and predicting."""
 
     moments: int = 1
-    gamma_grid: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
-    c_grid: list[float] = field(default_factory=lambda: [1.0, 10.0, 100.0, 1000.0])
+    gamma_grid: list[float] = field(default_factory=lambda: [0.125, 0.25, 0.5, 1.0, 2.0, 4.0])
+    c_grid: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0, 1000.0])
     landmarks: int = 2000
     select_metric: str = "loss"
     max_iter: int = 1000
@@ -113,10 +115,12 @@ class KernelExperts(PooledStatistics):
             gamma = factor / width
             nystroem = Nystroem(gamma=gamma, n_components=self.n_landmarks[j], random_state=seed).fit(z_tr)
             f_tr, f_va = nystroem.transform(z_tr), nystroem.transform(z_va)
-            for k, c in enumerate(cfg.c_grid):
+            clf = LogisticRegression(max_iter=cfg.max_iter, warm_start=True)
+            for k in np.argsort(cfg.c_grid, kind="stable"):  # weakest C first, each fit starts from the last
+                c = cfg.c_grid[k]
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
-                    clf = LogisticRegression(C=c, max_iter=cfg.max_iter).fit(f_tr, y_tr)
+                    clf.set_params(C=c).fit(f_tr, y_tr)
                 w, b = self.full_weights(clf, f_tr.shape[1])
                 logits = f_va @ w.T + b
                 score = self.score(logits - np.logaddexp.reduce(logits, axis=1, keepdims=True), y_va)
