@@ -15,6 +15,7 @@ from mmlab.data.dataset import MMDataset, from_arrays
 from mmlab.errors import ConfigError, DataError
 from mmlab.evaluate import evaluate
 from mmlab.methods import make_method, method_names
+from conftest import splits_read
 from mmlab.train import TrainConfig, Trainer, load_checkpoint
 
 SMALL = {"gamma_grid": [0.5, 2.0], "c_grid": [0.001, 10.0]}
@@ -46,18 +47,9 @@ def fitted(data, tmp_path_factory):
     split = data.split.astype("<U16")
     split[np.flatnonzero(split == "test")[::2]] = "test_ood"
     spied = replace(data, split=split)
-    touched: set[str] = set()
-    real_take = MMDataset.take
-
-    def spy_take(self, idx):
-        out = real_take(self, idx)
-        touched.update(out.split.tolist())
-        return out
-
     out_dir = tmp_path_factory.mktemp("kernel_experts")
     method = make_method("kernel_experts", spied, SMALL, seed=1111)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(MMDataset, "take", spy_take)
+    with splits_read() as touched:
         summary = Trainer(method, spied, out_dir, TrainConfig(seed=1111, progress=False)).fit()
     return method, summary, out_dir, touched
 

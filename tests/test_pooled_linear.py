@@ -15,6 +15,7 @@ from mmlab.data.dataset import MMDataset, from_arrays
 from mmlab.errors import ConfigError
 from mmlab.evaluate import evaluate, oracle_table, rate_conditions
 from mmlab.methods import make_method, method_names
+from conftest import splits_read
 from mmlab.train import TrainConfig, Trainer, load_checkpoint
 
 
@@ -31,18 +32,9 @@ def fitted(synth, tmp_path_factory):
     test_rows = np.flatnonzero(split == "test")
     split[test_rows[::2]] = "test_ood"
     data = replace(synth, split=split)
-    touched: set[str] = set()
-    real_take = MMDataset.take
-
-    def spy_take(self, idx):
-        out = real_take(self, idx)
-        touched.update(out.split.tolist())
-        return out
-
     out_dir = tmp_path_factory.mktemp("pooled_linear")
     method = make_method("pooled_linear", data, seed=1111)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(MMDataset, "take", spy_take)
+    with splits_read() as touched:
         summary = Trainer(method, data, out_dir, TrainConfig(seed=1111, progress=False)).fit()
     return method, summary, out_dir, touched
 
