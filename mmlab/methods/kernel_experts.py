@@ -98,11 +98,15 @@ class KernelExperts(PooledStatistics):
             self.register_buffer(f"landmarks_{j}", torch.zeros(self.n_landmarks[j], len(self.blocks[m]), dtype=f64))
             self.register_buffer(f"dual_{j}", torch.zeros(self.n_landmarks[j], self.n_classes, dtype=f64))
         self.register_buffer("intercept", torch.zeros(n_mod, self.n_classes, dtype=f64))
-        self.register_buffer("gamma", torch.ones(n_mod, dtype=f64))
         self.register_buffer("chosen_gamma_factor", torch.zeros(n_mod, dtype=f64))
         self.register_buffer("chosen_c", torch.zeros(n_mod, dtype=f64))
         self.register_buffer("valid_scores", torch.zeros(n_mod, len(cfg.gamma_grid), len(cfg.c_grid), dtype=f64))
         self.register_buffer("fitted", torch.zeros(n_mod, dtype=torch.bool))
+
+    def gamma(self, j: int, factor: float | None = None) -> float:
+        """Modality j's RBF gamma: ``factor`` (default: the chosen one) / its number of columns."""
+        factor = float(self.chosen_gamma_factor[j]) if factor is None else factor
+        return factor / len(self.blocks[self.modalities[j]])
 
     # ------------------------------------------------------------------ fitting
     def _fit_expert(self, j: int, z_tr: np.ndarray, y_tr: np.ndarray, z_va: np.ndarray, y_va: np.ndarray) -> None:
@@ -111,12 +115,11 @@ class KernelExperts(PooledStatistics):
         from sklearn.kernel_approximation import Nystroem
         from sklearn.linear_model import LogisticRegression
 
-        cfg, width = self.cfg, z_tr.shape[1]
+        cfg = self.cfg
         seed = derive_seed(self.seed, self.name, "landmarks", self.modalities[j]) % 2 ** 32
         best = None
         for g, factor in enumerate(cfg.gamma_grid):
-            gamma = factor / width
-            nystroem = Nystroem(gamma=gamma, n_components=self.n_landmarks[j], random_state=seed).fit(z_tr)
+            nystroem = Nystroem(gamma=self.gamma(j, factor), n_components=self.n_landmarks[j], random_state=seed).fit(z_tr)
             f_tr, f_va = nystroem.transform(z_tr), nystroem.transform(z_va)
             clf = LogisticRegression(max_iter=cfg.max_iter, warm_start=True)
             for k in np.argsort(cfg.c_grid, kind="stable"):  # weakest C first, each fit starts from the last
@@ -130,12 +133,12 @@ class KernelExperts(PooledStatistics):
                 self.valid_scores[j, g, k] = score
                 if best is None or score > best[0]:  # strict: a tie keeps the earlier setting
                     # the Nyström map folded into the weights: f(x) w^T = k(x, L) (N^T w^T)
-                    best = (score, factor, gamma, c, nystroem.components_, nystroem.normalization_.T @ w.T, b)
-        _, factor, gamma, c, landmarks, dual, b = best
+                    best = (score, factor, c, nystroem.components_, nystroem.normalization_.T @ w.T, b)
+        _, factor, c, landmarks, dual, b = best
         for name, value in ((f"landmarks_{j}", landmarks), (f"dual_{j}", dual)):
             getattr(self, name).copy_(torch.as_tensor(value, dtype=torch.float64))
         self.intercept[j] = torch.as_tensor(b, dtype=torch.float64)
-        self.gamma[j], self.chosen_gamma_factor[j], self.chosen_c[j] = gamma, factor, c
+        self.chosen_gamma_factor[j], self.chosen_c[j] = factor, c
 
     def fit(self, data: MMDataset) -> dict[str, Any]:
         """Fit every modality's expert on the train rows where it is present and choose its gamma
@@ -167,7 +170,7 @@ class KernelExperts(PooledStatistics):
         out = []
         for j, m in enumerate(self.modalities):
             landmarks, dual = getattr(self, f"landmarks_{j}"), getattr(self, f"dual_{j}")
-            logits = rbf(z[:, self.blocks[m]], landmarks, float(self.gamma[j])) @ dual + self.intercept[j]
+            logits = rbf(z[:, self.blocks[m]], landmarks, self.gamma(j)) @ dual + self.intercept[j]
             out.append(F.log_softmax(logits, dim=1))
         return torch.stack(out, 1)
 
