@@ -182,6 +182,9 @@ OUTSIDE_FULL_SUITE: dict[str, str] = {
     **dict.fromkeys(("cmarr_baseline", "cmarr_wo_udcl", "cmarr_wo_spcl", "cmarr_wo_attention", "cmarr_point",
                      "cmarr_alpha01"),
                     "CM-ARR's Table 3 ablations, measured on their own (docs/results/cmarr/); 1-2 min per run"),
+    **dict.fromkeys(("zero_fill_x3", "ae_x3", "cra_x3"),
+                    "deep ensembles of three (mmlab/methods/ensemble.py): three times a member's training; "
+                    "measured on their own (docs/results/ensembles/)"),
     **dict.fromkeys(("zero_fill_maci", "cmarr_maci", "admc_maci"),
                     "CIDer's MACI as a plug-in, measured with CIDer on synthetic_text (docs/results/cider/)"),
 }

@@ -1,0 +1,114 @@
+"""``*_x3``: a deep ensemble of one registered method, any method that declares stages.
+
+Deep ensembles (Lakshminarayanan, Pritzel and Blundell, "Simple and Scalable Predictive
+Uncertainty Estimation using Deep Ensembles", arXiv:1612.01474): ``size`` copies of the
+``member`` method, each trained from its own initialisation and its own training randomness
+with its own early stopping on the valid split, and at prediction the average of their class
+probabilities,
+
+    p(y | x) = (1 / N) sum_i p_i(y | x),   returned as log p(y | x).
+
+Nothing is chosen on test and nothing is tuned per member: the members are the registered
+method at its defaults. The ensemble only lowers the variance over initialisations and
+training order that a single run carries (the 0.2-0.5 points of seed spread of
+`docs/gap_to_oracle.md`); it costs ``size`` times the training and the prediction.
+
+How it runs on the one Trainer: ``stages`` returns every member's stages in turn, renamed
+``member{i}-{stage}`` and validated on their own member's predictions (a stage that validates
+"the method" validates its member). Member 0 is built first from the global RNG the run seed
+set and keeps the run seed, and its stages come first, so it is exactly the single run of
+``member`` with that seed (a size-1 ensemble reproduces it); member i > 0 is built next from
+the same RNG stream and gets ``derive_seed(seed, "ensemble member", i)`` for its own
+generators, while the Trainer's epoch seeds differ by stage index.
+
+Members with test-time options chosen on valid (ADMC's K) or that read token ids themselves
+(CIDer) are refused: their choices are made by the Trainer for one method, not per member.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mmlab.data.batch import MMBatch
+from mmlab.data.dataset import MMDataset
+from mmlab.errors import ConfigError
+from mmlab.methods.base import Method, Stage
+from mmlab.utils import derive_seed
+
+
+@dataclass
+class EnsembleConfig:
+    """``member``: a registered method name; ``size``: how many copies are trained and
+    averaged; ``overrides``: dotted overrides applied to every member (``["train.epochs=10"]``),
+    empty = the member's defaults."""
+
+    member: str = "ae"
+    size: int = 3
+    overrides: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.member, str) or not self.member:
+            raise ConfigError(f"EnsembleConfig.member: expected a registered method name, got {self.member!r}")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
+            raise ConfigError(f"EnsembleConfig.size: expected a positive integer, got {self.size!r}")
+        if not isinstance(self.overrides, list) or not all(isinstance(o, str) for o in self.overrides):
+            raise ConfigError(f"EnsembleConfig.overrides: expected a list of 'key=value' strings, got {self.overrides!r}")
+
+
+class Ensemble(Method):
+    """The average of ``size`` independently trained copies of ``member`` (see module doc)."""
+
+    Config = EnsembleConfig
+    name = "ensemble"
+
+    def __init__(self, cfg: EnsembleConfig | None, data: MMDataset):
+        super().__init__()
+        from mmlab.methods import make_method, method_class
+
+        self.cfg = cfg = cfg or EnsembleConfig()
+        cls = method_class(cfg.member)
+        if issubclass(cls, Ensemble):
+            raise ConfigError(f"EnsembleConfig.member: {cfg.member!r} is itself an ensemble; expected a single method")
+        if getattr(cls, "reads_tokens", False):
+            raise ConfigError(f"EnsembleConfig.member: {cfg.member!r} reads token ids itself; an ensemble of it is "
+                              "not supported")
+        # members drawn one after another from the global RNG (seeded with the run seed by the caller)
+        self.members = nn.ModuleList(make_method(cfg.member, data, list(cfg.overrides)) for _ in range(cfg.size))
+        options = self.members[0].test_options()
+        if options:
+            raise ConfigError(f"EnsembleConfig.member: {cfg.member!r} chooses test-time options on valid "
+                              f"({sorted(options)}); an ensemble of it is not supported")
+        self.fill = self.members[0].fill
+
+    def member_seed(self, i: int) -> int:
+        """The run seed for member 0, a derived one for the others."""
+        return self.seed if i == 0 else derive_seed(self.seed, "ensemble member", i)
+
+    def stages(self, data: MMDataset) -> list[Stage]:
+        out: list[Stage] = []
+        for i, member in enumerate(self.members):
+            member.seed = self.member_seed(i)
+            for stage in member.stages(data):
+                check = stage.validate
+                if check.kind == "classifier":
+                    check = replace(check, logits=check.logits or member.predict_logits, fill=check.fill or member.fill)
+                out.append(replace(stage, name=f"member{i}-{stage.name}", validate=check))
+        return out
+
+    def predict_logits(self, batch: MMBatch) -> torch.Tensor:
+        """log of the members' class probabilities averaged."""
+        logp = torch.stack([F.log_softmax(m.predict_logits(batch).float(), -1) for m in self.members])
+        return torch.logsumexp(logp, 0) - math.log(len(self.members))
+
+    def calibrate(self, valid: MMDataset) -> dict | None:
+        """Each member's own valid-split calibration, if it has one."""
+        chosen = {f"member{i}": c for i, m in enumerate(self.members) if (c := m.calibrate(valid)) is not None}
+        return chosen or None
+
+    def completes(self) -> bool:
+        return False
