@@ -44,11 +44,13 @@ from mmlab.utils import derive_seed
 @dataclass
 class EnsembleConfig:
     """``member``: a registered method name; ``size``: how many copies are trained and
-    averaged; ``overrides``: dotted overrides applied to every member (``["train.epochs=10"]``),
-    empty = the member's defaults."""
+    averaged; ``preset``: the member's preset (``--preset paper`` reaches the members through
+    it); ``overrides``: dotted overrides applied to every member after it
+    (``["train.epochs=10"]``), empty = the member's defaults."""
 
     member: str = "ae"
     size: int = 3
+    preset: str | None = None
     overrides: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -64,6 +66,7 @@ class Ensemble(Method):
     """The average of ``size`` independently trained copies of ``member`` (see module doc)."""
 
     Config = EnsembleConfig
+    PRESETS = {"paper": {"preset": "paper"}}
     name = "ensemble"
 
     def __init__(self, cfg: EnsembleConfig | None, data: MMDataset):
@@ -78,7 +81,8 @@ class Ensemble(Method):
             raise ConfigError(f"EnsembleConfig.member: {cfg.member!r} reads token ids itself; an ensemble of it is "
                               "not supported")
         # members drawn one after another from the global RNG (seeded with the run seed by the caller)
-        self.members = nn.ModuleList(make_method(cfg.member, data, list(cfg.overrides)) for _ in range(cfg.size))
+        self.members = nn.ModuleList(make_method(cfg.member, data, list(cfg.overrides), preset=cfg.preset)
+                                     for _ in range(cfg.size))
         options = self.members[0].test_options()
         if options:
             raise ConfigError(f"EnsembleConfig.member: {cfg.member!r} chooses test-time options on valid "
