@@ -134,10 +134,14 @@ def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_ABSENT = object()  # a key one config has and the other lacks (even when its value is null)
+
+
 def _diff(a: Any, b: Any, where: str = "") -> list[str]:
     """Dotted keys where two JSON-like configs differ."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{where}.{k}" if where else k)]
+        return [d for k in sorted(set(a) | set(b))
+                for d in _diff(a.get(k, _ABSENT), b.get(k, _ABSENT), f"{where}.{k}" if where else k)]
     return [] if a == b else [where or "<root>"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from dataclasses import replace
 
@@ -228,6 +229,12 @@ def test_different_config_refuses_existing_run(tmp_path):
         Trainer(small_model(data, epochs=2), data, tmp_path, QUIET).fit()
     with pytest.raises(ConfigError, match=r"config.json.*differs in stages.fusion.seed, train.seed\)"):
         Trainer(small_model(data, epochs=1), data, tmp_path, TrainConfig(progress=False, seed=3)).fit()
+    # a key the stored config lacks is named even when its new value is null (a field added since)
+    stored = json.loads((tmp_path / "config.json").read_text())
+    stored["method"]["config"]["added_since"] = None
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(ConfigError, match=r"differs in method.config.added_since\)"):
+        Trainer(small_model(data, epochs=1), data, tmp_path, QUIET).fit()
 
 
 # ----------------------------------------------------------------------------- frozen parts, splits
