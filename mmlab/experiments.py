@@ -214,6 +214,9 @@ class _Job:
     test_splits: tuple[str, ...] = ("test",)
     parts: tuple[tuple[str, str], ...] = ()  # the (split, protocol) pairs to evaluate; () = all of them
     label: str = ""  # the method name in the rows (a sweep adds its grid values); "" = ``name``
+    # methods registered at run time in the planning process, (name, target, overrides as JSON),
+    # registered again in the job's process (a spawned worker or a cluster node starts without them)
+    registered: tuple[tuple[str, str, str], ...] = ()
 
     def pairs(self) -> list[tuple[str, str]]:
         return list(self.parts) or [(s, p) for s in self.test_splits for p in self.protocols]
@@ -226,6 +229,10 @@ def _run_job(job: _Job, progress: bool = False, threads: int | None = None) -> d
         import torch
 
         torch.set_num_threads(threads)
+    from mmlab.methods import register_method
+
+    for name, target, overrides in job.registered:
+        register_method(name, target, json.loads(overrides))
     data = _cached_data(job.data) if isinstance(job.data, str) else job.data
     data = method_input(job.name, data, job.device)
     method = train_method(job.name, data, job.run_dir, job.overrides, job.device, job.seed, job.preset, progress,
@@ -362,6 +369,7 @@ def _plan_jobs(entries, plans, methods, seeds, overrides, device, preset, worker
     """Every (dataset, seed, grid point, method) job once, in that order."""
     routed = _split_overrides(overrides, methods)
     remote = workers > 1 or executor != "inline"  # workers reload a named dataset rather than receive a copy
+    registered = _registrations()
     jobs, seen = [], set()
     for group, ((entry, data, _, _), (protocols, folder)) in enumerate(zip(entries, plans)):
         for seed in seeds:
@@ -376,8 +384,23 @@ def _plan_jobs(entries, plans, methods, seeds, overrides, device, preset, worker
                     label = f"{name}[{','.join(o.lstrip('-') for o in extra)}]" if extra else name
                     jobs.append(_Job(entry if remote and isinstance(entry, str) else data, name, int(seed),
                                      folder / "runs" / name / tag, (*routed[name], *extra), tuple(protocols), device,
-                                     preset, group, checkpoint_seconds, test_splits, label=label))
+                                     preset, group, checkpoint_seconds, test_splits, label=label,
+                                     registered=registered))
     return jobs
+
+
+def _registrations() -> tuple[tuple[str, str, str], ...]:
+    """`mmlab.methods.added_methods` as (name, target, overrides as JSON) for the jobs."""
+    from mmlab.methods import added_methods
+
+    out = []
+    for name, (target, overrides) in sorted(added_methods().items()):
+        try:
+            out.append((name, target, json.dumps(overrides, sort_keys=True)))
+        except TypeError as err:
+            raise ConfigError(f"register_method({name!r}): its overrides must be JSON values (numbers, strings, "
+                              f"lists, dicts) to reach the compare's jobs; {err}") from None
+    return tuple(out)
 
 
 def _write_results(rows: list[dict], folder: Path) -> list[Path]:

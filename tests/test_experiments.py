@@ -53,6 +53,21 @@ def test_two_workers_give_the_rows_of_one(tiny, tmp_path):
         compare(tiny, out=tmp_path / "two", workers=2, **kw)
 
 
+def test_a_method_registered_at_run_time_reaches_the_workers(tiny, tmp_path, monkeypatch):
+    """register_method in the user's process, then compare with spawned workers: the jobs register
+    it again (a fresh process starts with the built-in table only)."""
+    from mmlab import methods
+
+    monkeypatch.setattr(methods, "METHODS", dict(methods.METHODS))  # the registration ends with the test
+    methods.register_method("zf_pair", "mmlab.methods.ensemble:Ensemble",
+                            {"member": "zero_fill", "size": 2, "overrides": ["train.epochs=1"]})
+    compare(tiny, ["zf_pair"], seeds=[5], out=tmp_path / "cmp", workers=2, progress=False)
+    rows = read_results(tmp_path / "cmp" / "results.csv")
+    assert {r["method"] for r in rows} == {"zf_pair", "bayes_oracle"}
+    config = json.loads((tmp_path / "cmp" / "runs" / "zf_pair" / "seed5" / "config.json").read_text())
+    assert config["method"]["config"]["size"] == 2 and config["method"]["config"]["overrides"] == ["train.epochs=1"]
+
+
 def test_suite_writes_one_folder_per_dataset(tmp_path):
     """A suite of two datasets (here two BYO files) shares one job list and writes per dataset."""
     paths = {}

@@ -63,9 +63,19 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+_BUILT_IN = {name: (target, dict(overrides)) for name, (target, overrides) in METHODS.items()}
+
+
 def register_method(name: str, target: str, overrides: dict[str, Any] | None = None) -> None:
-    """Register a method of your own (``target`` = "package.module:Class") under ``name``."""
+    """Register a method of your own (``target`` = "package.module:Class") under ``name``.
+    `mmlab.experiments.compare` hands what was registered in this process to its workers
+    (`added_methods`), so a registered name works with ``workers > 1`` and on a cluster."""
     METHODS[name] = (target, dict(overrides or {}))
+
+
+def added_methods() -> dict[str, tuple[str, dict[str, Any]]]:
+    """The entries `register_method` added or changed in this process."""
+    return {name: entry for name, entry in METHODS.items() if _BUILT_IN.get(name) != entry}
 
 
 def method_names() -> list[str]:
