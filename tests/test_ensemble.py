@@ -57,7 +57,9 @@ def test_members_differ_and_the_prediction_is_their_mean_probability(trio, tiny)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
         f"member{i}-{s}" for i in range(3) for s in ("encoders", "impute")]
     assert len({m.seed for m in method.members}) == 3
-    assert method.member_seed(0) == SEED
+    assert method.members[0].seed == SEED == method.seed
+    built = make_method("ae_x3", tiny, seed=SEED)  # seeds reach the members without a Trainer
+    assert [m.seed for m in built.members] == [m.seed for m in method.members]
     first = [dict(m.named_parameters()) for m in method.members]
     name = next(iter(first[0]))
     assert not torch.equal(first[0][name], first[1][name]) and not torch.equal(first[1][name], first[2][name])

@@ -89,14 +89,26 @@ class Ensemble(Method):
                               f"({sorted(options)}); an ensemble of it is not supported")
         self.fill = self.members[0].fill
 
+    _seed = 0
+
+    @property
+    def seed(self) -> int:  # type: ignore[override]
+        """The run seed; setting it gives every member its own (`member_seed`)."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        self._seed = int(value)
+        for i, member in enumerate(getattr(self, "members", ())):
+            member.seed = self.member_seed(i)
+
     def member_seed(self, i: int) -> int:
         """The run seed for member 0, a derived one for the others."""
-        return self.seed if i == 0 else derive_seed(self.seed, "ensemble member", i)
+        return self._seed if i == 0 else derive_seed(self._seed, "ensemble member", i)
 
     def stages(self, data: MMDataset) -> list[Stage]:
         out: list[Stage] = []
         for i, member in enumerate(self.members):
-            member.seed = self.member_seed(i)
             for stage in member.stages(data):
                 check = stage.validate
                 if check.kind == "classifier":
