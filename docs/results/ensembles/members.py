@@ -40,13 +40,13 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="the dataset the compare ran on (name or .npz path)")
     ap.add_argument("--protocol", default="patterns", choices=("patterns", "full"))
     args = ap.parse_args()
-    valid_rows = None
+    base = load_dataset(args.data)  # once: every run of the folder reads the same dataset
     table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run in sorted(args.folder.glob("runs/*/seed*")):
         config = json.loads((run / "config.json").read_text())
         name, seed = config["method"]["name"], int(config["train"]["seed"])
-        data = method_input(name, load_dataset(args.data))
-        valid_rows = valid_rows or data.subset("valid")
+        data = method_input(name, base)
+        valid_rows = data.subset("valid")
         method = make_method(name, data, seed=seed)
         Trainer(method, data, run, TrainConfig(seed=seed, progress=False)).fit()  # finished: loads the kept weights
         method.eval()
