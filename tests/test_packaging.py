@@ -97,7 +97,8 @@ def _bootstrap_extras() -> list[str]:
 
 def _imports(paths: list[Path]) -> dict[str, list[tuple[str, bool]]]:
     """Top-level third-party import names -> [(file:line, inside a function)] over ``paths``."""
-    local = {p.stem for p in (ROOT / "tests").glob("*.py")} | {"mmlab", "tests", "__future__"}
+    local = {p.stem for folder in ("tests", "tools") for p in (ROOT / folder).glob("*.py")}  # sibling modules
+    local |= {"mmlab", "tests", "__future__"}
     found: dict[str, list[tuple[str, bool]]] = {}
 
     def visit(node: ast.AST, where: Path, deferred: bool) -> None:

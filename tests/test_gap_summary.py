@@ -1,0 +1,48 @@
+"""tools/gap_summary.py: the per-method table of docs/gap_to_oracle.md §17 is what the tool prints
+from the stored rows with the command the section gives, and the tool refuses folders without
+the references it measures against."""
+
+from __future__ import annotations
+
+import re
+import runpy
+import shlex
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOL = runpy.run_path(str(ROOT / "tools" / "gap_summary.py"))
+DOC = ROOT / "docs" / "gap_to_oracle.md"
+
+
+def _command() -> tuple[list[Path], list[Path]]:
+    """The --start and --now folders of the section's bash block, with $D expanded."""
+    text = DOC.read_text()
+    block = re.search(r"```bash\nD=(\S+)\n(\.venv/bin/python tools/gap_summary\.py.*?)```", text, re.S)
+    assert block, "docs/gap_to_oracle.md: no gap_summary command found"
+    words = shlex.split(block.group(2).replace("\\\n", " ").replace("$D", block.group(1)))
+    start, now = words.index("--start"), words.index("--now")
+    return [ROOT / w for w in words[start + 1:now]], [ROOT / w for w in words[now + 1:]]
+
+
+def test_the_documented_table_is_what_the_tool_prints():
+    start, now = _command()
+    text = DOC.read_text()
+    shown = re.search(r"<!-- gap-summary -->\n(.*?)<!-- /gap-summary -->", text, re.S).group(1)
+    printed = TOOL["summary"](start, now) + "\n"
+    assert shown == printed
+    rows = {line.split(" | ")[0].strip("| "): line for line in printed.splitlines()[2:]}
+    assert "pooled_linear (reference)" in rows and "cra" in rows
+    # a learned method's distance to the oracle is the oracle's average minus its own
+    cells = rows["cra"].strip("|").split(" | ")
+    avg, under = float(cells[2].split(" ± ")[0]), float(cells[3])
+    oracle = avg + under
+    assert 66.5 < oracle < 67.2
+
+
+def test_folders_without_the_references_are_refused(tmp_path):
+    with pytest.raises(SystemExit, match="bayes_oracle"):
+        TOOL["summary"]([tmp_path], [tmp_path])
+    with pytest.raises(SystemExit, match="not a folder"):
+        TOOL["main"](["--start", str(tmp_path / "absent"), "--now", str(tmp_path)])
