@@ -45,6 +45,7 @@ RUNTIME_ONLY = {
     "ruff": "tests/test_lint.py runs python -m ruff",
     "import-linter": "the import contracts in pyproject.toml",
     "pytest": "the test runner",
+    "pytest-xdist": "bin/test runs the suite on several processes (pytest -n)",
     "zuko": "tests/test_flow.py cross-checks mmlab.nn.flow against it through pytest.importorskip",
 }
 
