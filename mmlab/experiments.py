@@ -185,6 +185,8 @@ OUTSIDE_FULL_SUITE: dict[str, str] = {
     **dict.fromkeys(("zero_fill_x3", "ae_x3", "cra_x3"),
                     "deep ensembles of three (mmlab/methods/ensemble.py): three times a member's training; "
                     "measured on their own (docs/results/ensembles/)"),
+    "zero_fill_pp": "one zero_fill per availability pattern (mmlab/methods/specialists.py): 2^M - 1 trainings "
+                    "(63 on handwritten); measured on its own (docs/results/specialists/)",
     **dict.fromkeys(("zero_fill_maci", "cmarr_maci", "admc_maci"),
                     "CIDer's MACI as a plug-in, measured with CIDer on synthetic_text (docs/results/cider/)"),
 }

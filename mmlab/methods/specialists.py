@@ -1,0 +1,165 @@
+"""``*_pp``: one model per availability pattern, each trained on its pattern only.
+
+The neural counterpart of `pooled_linear`'s structure (one classifier per pattern): for every
+non-empty subset P of the modalities, a copy of the ``member`` method is built on the dataset
+cut down to P's modalities and trained, early-stopped and selected on complete input of those
+modalities (``specialist_overrides``, by default ``train_on=full`` and ``validate_on=full``).
+At prediction each sample goes to the specialist of the modalities it has, so every pattern is
+classified by a model that saw it in every training step, where the shared model sees each of
+the 2^M - 1 patterns a fraction of the steps and must fit them all with one set of weights.
+A sample with no modality gets the train class prior.
+
+Why it is here (issue #18, `docs/gap_to_oracle.md` §17.1): with the skip from the frames' mean
+the shared `zero_fill` sits about 0.5 under `pooled_linear` on `synthetic`; trained per pattern
+(`docs/results/gap_diagnostics/specialists/`) it gains most where two modalities are combined.
+It costs 2^M - 1 trainings (7 for three modalities; each on fewer modalities, so cheaper than
+the shared model's), and a pattern that is rare or absent in a real test set still costs its
+training. More than ``max_modalities`` modalities are refused (2^M models).
+
+Seeds: the specialist of all modalities keeps the run seed; the others get
+``derive_seed(seed, "specialist", pattern)``. A modality a sample lacks natively (``avail``) is
+treated as missing: the sample goes to the specialist of the modalities it has.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmlab.data.batch import MMBatch
+from mmlab.data.dataset import MMDataset
+from mmlab.errors import ConfigError
+from mmlab.methods.base import Method, Stage
+from mmlab.utils import derive_seed
+
+
+@dataclass
+class SpecialistsConfig:
+    """``member``: a registered method name that can train and validate on complete input;
+    ``specialist_overrides``: how each copy is told to train on its pattern only;
+    ``overrides``: dotted overrides for every specialist after those; ``preset``: the member's
+    preset; ``max_modalities``: refuse datasets with more (2^M - 1 specialists)."""
+
+    member: str = "zero_fill"
+    specialist_overrides: list[str] = field(default_factory=lambda: ["train_on=full", "validate_on=full"])
+    overrides: list[str] = field(default_factory=list)
+    preset: str | None = None
+    max_modalities: int = 6
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.member, str) or not self.member:
+            raise ConfigError(f"SpecialistsConfig.member: expected a registered method name, got {self.member!r}")
+        for name in ("specialist_overrides", "overrides"):
+            v = getattr(self, name)
+            if not isinstance(v, list) or not all(isinstance(o, str) for o in v):
+                raise ConfigError(f"SpecialistsConfig.{name}: expected a list of 'key=value' strings, got {v!r}")
+        if isinstance(self.max_modalities, bool) or not isinstance(self.max_modalities, int) or self.max_modalities < 1:
+            raise ConfigError(f"SpecialistsConfig.max_modalities: expected a positive integer, got {self.max_modalities!r}")
+
+
+def pattern_name(modalities: tuple[str, ...]) -> str:
+    """The stage-name prefix of a pattern's specialist, e.g. "A_T"."""
+    return "_".join(modalities)
+
+
+def restrict(data: MMDataset, modalities: tuple[str, ...]) -> MMDataset:
+    """``data`` with only ``modalities`` (same rows, splits and labels; no oracle)."""
+    keep = set(modalities)
+    return replace(data, modalities=modalities, feats={m: data.feats[m] for m in modalities},
+                   lengths={m: data.lengths[m] for m in modalities},
+                   avail={m: a for m, a in data.avail.items() if m in keep}, info={})
+
+
+class Specialists(Method):
+    """One ``member`` per availability pattern, each trained on its pattern (see module doc)."""
+
+    Config = SpecialistsConfig
+    PRESETS = {"paper": {"preset": "paper"}}
+    name = "specialists"
+
+    def __init__(self, cfg: SpecialistsConfig | None, data: MMDataset):
+        super().__init__()
+        from mmlab.methods import make_method, method_class
+
+        self.cfg = cfg = cfg or SpecialistsConfig()
+        cls = method_class(cfg.member)
+        if issubclass(cls, Specialists):
+            raise ConfigError(f"SpecialistsConfig.member: {cfg.member!r} is itself per pattern; expected a single method")
+        if getattr(cls, "reads_tokens", False) or data.token_modalities:
+            raise ConfigError(f"SpecialistsConfig.member: {cfg.member!r} on {data.name!r}: token-text modalities are "
+                              "not supported per pattern")
+        if len(data.modalities) > cfg.max_modalities:
+            raise ConfigError(f"SpecialistsConfig.max_modalities: {data.name!r} has {len(data.modalities)} modalities "
+                              f"(2^{len(data.modalities)} - 1 specialists); raise max_modalities to allow it")
+        self.modalities = tuple(data.modalities)
+        self.patterns = [p for k in range(len(self.modalities), 0, -1)
+                         for p in itertools.combinations(self.modalities, k)]  # all modalities first
+        overrides = [*cfg.specialist_overrides, *cfg.overrides]
+        self.specialists = nn.ModuleDict({pattern_name(p): make_method(cfg.member, restrict(data, p), overrides,
+                                                                       preset=cfg.preset)
+                                          for p in self.patterns})
+        for key, member in self.specialists.items():
+            options = member.test_options()
+            if options:
+                raise ConfigError(f"SpecialistsConfig.member: {cfg.member!r} chooses test-time options on valid "
+                                  f"({sorted(options)}); per-pattern copies of it are not supported")
+        counts = np.bincount(data.y[data.split == "train"], minlength=data.n_classes).astype(np.float64)
+        self.register_buffer("log_prior", torch.tensor(np.log((counts + 1) / (counts + 1).sum()), dtype=torch.float32))
+        self.fill = "zero"
+
+    _seed = 0
+
+    @property
+    def seed(self) -> int:  # type: ignore[override]
+        """The run seed; setting it gives every specialist its own (`specialist_seed`)."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        self._seed = int(value)
+        for p in getattr(self, "patterns", ()):
+            self.specialists[pattern_name(p)].seed = self.specialist_seed(p)
+
+    def specialist_seed(self, pattern: tuple[str, ...]) -> int:
+        """The run seed for the specialist of all modalities, a derived one for the others."""
+        return self._seed if len(pattern) == len(self.modalities) else derive_seed(self._seed, "specialist",
+                                                                                   pattern_name(pattern))
+
+    def stages(self, data: MMDataset) -> list[Stage]:
+        out: list[Stage] = []
+        for p in self.patterns:
+            member = self.specialists[pattern_name(p)]
+            for stage in member.stages(restrict(data, p)):
+                check = stage.validate
+                if check.kind == "classifier":
+                    check = replace(check, logits=check.logits or member.predict_logits, fill=check.fill or member.fill)
+                out.append(replace(stage, name=f"{pattern_name(p)}-{stage.name}", validate=check))
+        return out
+
+    def predict_logits(self, batch: MMBatch) -> torch.Tensor:
+        """Each row from the specialist of its available modalities (no modality: the prior)."""
+        avail = batch.avail.bool()
+        out = self.log_prior.to(avail.device).expand(len(avail), -1).clone()
+        rows, inverse = torch.unique(avail.long(), dim=0, return_inverse=True)
+        for r, row in enumerate(rows.tolist()):
+            present = tuple(m for m, a in zip(self.modalities, row) if a)
+            if not present:
+                continue
+            idx = (inverse == r).nonzero().squeeze(1)
+            out[idx] = self.specialists[pattern_name(present)].predict_logits(batch.index(idx)).float()
+        return out
+
+    def calibrate(self, valid: MMDataset) -> dict | None:
+        """Each specialist's own valid-split calibration, if it has one."""
+        chosen = {}
+        for p in self.patterns:
+            if (c := self.specialists[pattern_name(p)].calibrate(restrict(valid, p))) is not None:
+                chosen[pattern_name(p)] = c
+        return chosen or None
+
+    def completes(self) -> bool:
+        return False

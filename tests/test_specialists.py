@@ -1,0 +1,118 @@
+"""One model per availability pattern (mmlab/methods/specialists.py): 2^M - 1 copies of a
+registered method, each built on and trained with its pattern's modalities only, on the one
+Trainer; every row goes to the specialist of the modalities it has; the specialist of all
+modalities is the member trained on complete input with the run seed; clear errors."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from mmlab.data import load_dataset
+from mmlab.data.dataset import MMDataset
+from mmlab.errors import ConfigError
+from mmlab.evaluate import evaluate, pattern_conditions
+from mmlab.experiments import COMPARISON_METHODS, OUTSIDE_FULL_SUITE
+from mmlab.methods import make_method, method_names
+from mmlab.methods.specialists import restrict
+from mmlab.missing import FixedPattern, draw_masks, mask_batch, pad_masks, resolve_fill
+from mmlab.train import TrainConfig, Trainer
+from mmlab.utils import seed_everything
+
+FAST = ["train.epochs=4", "train.patience=0"]
+SEED = 1112
+
+
+@pytest.fixture(scope="module")
+def tiny() -> MMDataset:
+    return load_dataset("synthetic", preset="tiny")
+
+
+def train(name: str, data: MMDataset, out, overrides=(), seed: int = SEED):
+    seed_everything(seed)
+    method = make_method(name, data, overrides, seed=seed)
+    Trainer(method, data, out, TrainConfig(seed=seed, progress=False)).fit()
+    return method
+
+
+@pytest.fixture(scope="module")
+def trained(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("zero_fill_pp")
+    return train("zero_fill_pp", tiny, out, {"overrides": FAST}), out
+
+
+def test_registered_outside_the_full_suite():
+    assert "zero_fill_pp" in method_names() and "zero_fill_pp" in OUTSIDE_FULL_SUITE
+    assert "zero_fill_pp" not in COMPARISON_METHODS
+
+
+def test_one_specialist_per_pattern_built_on_its_modalities(trained, tiny):
+    method, out = trained
+    assert sorted(method.specialists) == sorted(["A_V_T", "A_V", "A_T", "V_T", "A", "V", "T"])
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == sorted(
+        f"{k}-fusion" for k in method.specialists)
+    for key, member in method.specialists.items():
+        assert member.encoders.modalities == tuple(key.split("_"))
+        assert member.cfg.train_on == "full" and member.cfg.validate_on == "full"
+    seeds = {member.seed for member in method.specialists.values()}
+    assert len(seeds) == 7 and method.specialists["A_V_T"].seed == SEED == method.seed
+
+
+def test_each_row_goes_to_the_specialist_of_its_modalities(trained, tiny):
+    method, _ = trained
+    test = tiny.subset("test")
+    idx = np.arange(60)
+    pad = pad_masks(test)
+    fill = resolve_fill("zero", None)
+    for pattern in [("A",), ("V", "T"), ("A", "V", "T")]:
+        masks = draw_masks(FixedPattern(pattern), pad, test.modalities, 0).take(idx)
+        batch = mask_batch(test.batch(idx), masks, fill)
+        expected = method.specialists["_".join(pattern)].predict_logits(batch)
+        assert torch.allclose(method.predict_logits(batch), expected, atol=1e-6)
+    # rows of different patterns in one batch: each row as in its own pattern's batch
+    mixed = test.batch(idx)
+    avail = mixed.avail.clone()
+    avail[::2, 0] = False  # even rows lack A
+    mixed = replace(mixed, avail=avail)
+    got = method.predict_logits(mixed)
+    odd = method.specialists["A_V_T"].predict_logits(mixed.index(np.arange(1, 60, 2)))
+    even = method.specialists["V_T"].predict_logits(mixed.index(np.arange(0, 60, 2)))
+    assert torch.allclose(got[1::2], odd, atol=1e-6) and torch.allclose(got[::2], even, atol=1e-6)
+    nothing = replace(mixed, avail=torch.zeros_like(avail))
+    assert torch.allclose(method.predict_logits(nothing), method.log_prior.expand(60, -1))
+
+
+def test_the_specialist_of_all_modalities_is_the_member_trained_on_complete_input(tiny, tmp_path):
+    single = train("zero_fill", tiny, tmp_path / "single", ["--" + o for o in [*FAST, "train_on=full",
+                                                                                "validate_on=full"]])
+    per_pattern = train("zero_fill_pp", tiny, tmp_path / "pp", {"overrides": FAST})
+    batch = tiny.subset("test").batch(np.arange(48))
+    assert torch.allclose(single.predict_logits(batch), per_pattern.specialists["A_V_T"].predict_logits(batch),
+                          atol=1e-6)
+
+
+def test_beats_majority_on_every_pattern(trained, tiny):
+    method, _ = trained
+    rows = evaluate(method, tiny, conditions=pattern_conditions(tiny.modalities), seed=1111)
+    majority = np.bincount(tiny.y[tiny.split == "test"]).max() / (tiny.split == "test").sum()
+    assert all(r["accuracy"] > majority + 0.05 for r in rows), [(r["condition"], r["accuracy"]) for r in rows]
+
+
+def test_restrict_keeps_rows_and_drops_the_oracle(tiny):
+    cut = restrict(tiny, ("A", "T"))
+    assert cut.modalities == ("A", "T") and len(cut) == len(tiny) and "oracle" not in cut.info
+    assert np.array_equal(cut.y, tiny.y) and np.array_equal(cut.split, tiny.split)
+
+
+def test_clear_errors(tiny):
+    with pytest.raises(ConfigError, match="max_modalities"):
+        make_method("zero_fill_pp", tiny, {"max_modalities": 2})
+    with pytest.raises(ConfigError, match="itself per pattern"):
+        make_method("zero_fill_pp", tiny, {"member": "zero_fill_pp"})
+    with pytest.raises(ConfigError, match="test-time options"):
+        make_method("zero_fill_pp", tiny, {"member": "admc_cond", "specialist_overrides": []})
+    with pytest.raises(ConfigError, match="overrides"):
+        make_method("zero_fill_pp", tiny, {"overrides": "train.epochs=3"})
