@@ -13,7 +13,7 @@ import torch
 
 from mmlab.data import load_dataset
 from mmlab.data.dataset import MMDataset
-from mmlab.errors import ConfigError
+from mmlab.errors import ConfigError, DataError
 from mmlab.evaluate import evaluate, pattern_conditions
 from mmlab.experiments import COMPARISON_METHODS, OUTSIDE_FULL_SUITE
 from mmlab.methods import make_method, method_names
@@ -116,3 +116,22 @@ def test_clear_errors(tiny):
         make_method("zero_fill_pp", tiny, {"member": "admc_cond", "specialist_overrides": []})
     with pytest.raises(ConfigError, match="overrides"):
         make_method("zero_fill_pp", tiny, {"overrides": "train.epochs=3"})
+
+
+def test_natural_missingness_trains_each_specialist_on_the_rows_that_have_its_modalities(tiny, tmp_path):
+    lacks_a = np.random.default_rng(0).random(len(tiny)) < 0.3
+    data = replace(tiny, avail={"A": ~lacks_a}, info={})
+    method = train("zero_fill_pp", data, tmp_path, {"overrides": FAST})
+    stages = {s.name: s for s in method.stages(data)}
+    with_a = stages["A_V-fusion"].data
+    assert with_a.avail["A"].all() and len(with_a) == int((~lacks_a & (data.split == "train")).sum())
+    assert stages["V_T-fusion"].data is None or len(stages["V_T-fusion"].data) == int((data.split == "train").sum())
+    batch = data.subset("test").batch(np.arange(40))
+    lacks = ~batch.avail[:, 0]
+    assert lacks.any() and (~lacks).any()
+    got = method.predict_logits(batch)
+    expected = method.specialists["V_T"].predict_logits(batch.index(lacks.nonzero().squeeze(1)))
+    assert torch.allclose(got[lacks], expected, atol=1e-6)
+    no_train_a = replace(tiny, avail={"A": tiny.split != "train"}, info={})
+    with pytest.raises(DataError, match="no train row has all of"):
+        make_method("zero_fill_pp", no_train_a)

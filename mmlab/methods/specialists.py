@@ -17,8 +17,10 @@ the shared model's), and a pattern that is rare or absent in a real test set sti
 training. More than ``max_modalities`` modalities are refused (2^M models).
 
 Seeds: the specialist of all modalities keeps the run seed; the others get
-``derive_seed(seed, "specialist", pattern)``. A modality a sample lacks natively (``avail``) is
-treated as missing: the sample goes to the specialist of the modalities it has.
+``derive_seed(seed, "specialist", pattern)``. Natural missingness (``MMDataset.avail``): a
+specialist is built and trained on the rows that have all of its modalities (`rows_with`), and a
+sample goes to the specialist of the modalities it has; its validation reads every valid row
+(`Validation` has no row filter), so a natively missing modality there is filled as usual.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from torch import nn
 
 from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
-from mmlab.errors import ConfigError
+from mmlab.errors import ConfigError, DataError
 from mmlab.methods.base import Method, Stage
 from mmlab.utils import derive_seed
 
@@ -66,8 +68,25 @@ def pattern_name(modalities: tuple[str, ...]) -> str:
     return "_".join(modalities)
 
 
-def restrict(data: MMDataset, modalities: tuple[str, ...]) -> MMDataset:
-    """``data`` with only ``modalities`` (same rows, splits and labels; no oracle)."""
+def rows_with(data: MMDataset, modalities: tuple[str, ...], needed: str = "train") -> MMDataset:
+    """The rows of ``data`` that natively have every one of ``modalities`` (all rows without
+    natural missingness); `DataError` when none of them is in split ``needed``."""
+    have = np.ones(len(data), dtype=bool)
+    for m in modalities:
+        if m in data.avail:
+            have &= data.avail[m].astype(bool)
+    if have.all():
+        return data
+    if not (have & (data.split == needed)).any():
+        raise DataError(f"dataset {data.name!r}: no {needed} row has all of {list(modalities)}; "
+                        "a specialist of that pattern cannot be trained")
+    return data.take(np.flatnonzero(have))
+
+
+def restrict(data: MMDataset, modalities: tuple[str, ...], needed: str = "train") -> MMDataset:
+    """``data`` with only ``modalities``, on the rows that have them all (`rows_with`; same
+    splits and labels; no oracle)."""
+    data = rows_with(data, modalities, needed)
     keep = set(modalities)
     return replace(data, modalities=modalities, feats={m: data.feats[m] for m in modalities},
                    lengths={m: data.lengths[m] for m in modalities},
@@ -137,7 +156,9 @@ class Specialists(Method):
                 check = stage.validate
                 if check.kind == "classifier":
                     check = replace(check, logits=check.logits or member.predict_logits, fill=check.fill or member.fill)
-                out.append(replace(stage, name=f"{pattern_name(p)}-{stage.name}", validate=check))
+                rows = stage.data if stage.data is not None else data.subset("train")
+                rows = rows_with(rows, p) if data.avail else stage.data
+                out.append(replace(stage, name=f"{pattern_name(p)}-{stage.name}", validate=check, data=rows))
         return out
 
     def predict_logits(self, batch: MMBatch) -> torch.Tensor:
@@ -157,7 +178,11 @@ class Specialists(Method):
         """Each specialist's own valid-split calibration, if it has one."""
         chosen = {}
         for p in self.patterns:
-            if (c := self.specialists[pattern_name(p)].calibrate(restrict(valid, p))) is not None:
+            try:
+                rows = restrict(valid, p, needed="valid")
+            except DataError:
+                continue  # no valid row has the pattern: nothing to calibrate on
+            if (c := self.specialists[pattern_name(p)].calibrate(rows)) is not None:
                 chosen[pattern_name(p)] = c
         return chosen or None
 
