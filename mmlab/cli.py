@@ -330,7 +330,7 @@ def _methods_epilog(command: str) -> str:
               if command == "compare" else "")
     return ("methods:\n  " + ", ".join(method_names()) + "\n\n"
             "config overrides (any number, after the options): --section.key=value, e.g.\n"
-            "  --train.epochs=5                every method whose config has train.epochs\n" + routed +
+            "  --train.epochs=5                every method given (one without train.epochs is an error)\n" + routed +
             "  --itfn.encoder.d_out=128        nested keys are dotted; values are YAML (lists: [1,2])\n"
             "Each method's keys are its config dataclass (e.g. mmlab/methods/admc.py ADMCConfig).")
 

@@ -183,6 +183,27 @@ def _parse_override(item: str) -> tuple[str, str]:
     return key, raw
 
 
+def _numbers(value: Any) -> Any:
+    """List items YAML 1.1 leaves as text although they are numbers (``1e-3``: no dot)."""
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, str):
+        for parse in (int, float):
+            try:
+                return parse(value)
+            except ValueError:
+                pass
+    return value
+
+
+def refuse_seed_override(overrides: Iterable[str], where: str = "override") -> None:
+    """Settings are never silently ignored: a ``--x.seed=`` override would lose to the run seed."""
+    seeded = [o for o in overrides if o.lstrip("-").split("=", 1)[0].split(".")[-1] == "seed"]
+    if seeded:
+        raise ConfigError(f"{where} {seeded[0]!r}: the run seed is --seed (train) / --seeds (compare) and reaches "
+                          "every stage and generator; drop the override")
+
+
 def _parse_scalar(raw: str) -> Any:
     """Parse an override's value: numbers (``1e-3`` included), booleans, null, lists, strings.
     YAML values are limited in size and nesting and may not use aliases."""
@@ -202,7 +223,9 @@ def _parse_scalar(raw: str) -> Any:
         if "aliases" in str(err) or "nesting" in str(err):
             raise ConfigError(f"override value {text[:40]!r}...: {err}") from None
         return raw
-    return raw if value is None else value
+    if value is None:
+        return raw
+    return _numbers(value) if isinstance(value, list) else value
 
 
 def apply_overrides(cfg: T, overrides: Iterable[str] | dict[str, Any]) -> T:

@@ -35,6 +35,7 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, replace
@@ -44,6 +45,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from mmlab import executors as ex
+from mmlab.config import refuse_seed_override
 from mmlab.data import MMDataset, load_dataset
 from mmlab.errors import ConfigError, DataError
 from mmlab.executors import SlurmOptions
@@ -59,14 +61,6 @@ ORACLE = "bayes_oracle"
 
 def _data(data: str | MMDataset) -> MMDataset:
     return data if isinstance(data, MMDataset) else load_dataset(data)
-
-
-def _refuse_seed_override(overrides: Iterable[str]) -> None:
-    """Settings are never silently ignored: a ``--x.seed=`` override would lose to the run seed."""
-    seeded = [o for o in overrides if o.lstrip("-").split("=", 1)[0].split(".")[-1] == "seed"]
-    if seeded:
-        raise ConfigError(f"override {seeded[0]!r}: the run seed is --seed (train) / --seeds (compare) and reaches "
-                          "every stage and generator; drop the override")
 
 
 def _check_overrides(methods: Sequence[str], overrides: Iterable[str], preset: str | None,
@@ -88,7 +82,7 @@ def _check_overrides(methods: Sequence[str], overrides: Iterable[str], preset: s
                                       f"{sorted(presets)}")
                 cfg = apply_overrides(cfg, presets[preset])
             cfg = apply_overrides(apply_overrides(cfg, METHODS[name][1]), routed[name])
-            _refuse_seed_override(routed[name])
+            refuse_seed_override(routed[name])
 
 
 def _split_overrides(overrides: Iterable[str], methods: Sequence[str]) -> dict[str, list[str]]:
@@ -137,7 +131,7 @@ def train_method(
     from mmlab.utils import seed_everything
 
     overrides = list(overrides)
-    _refuse_seed_override(overrides)
+    refuse_seed_override(overrides)
     data = method_input(name, _data(data), device)
     seed_everything(seed)
     method = make_method(name, data, list(overrides), preset=preset, seed=seed)
@@ -542,6 +536,7 @@ def _evaluate_all(method, name: str, data: MMDataset, protocols: Sequence[str], 
 
 
 # ------------------------------------------------------------------------------ sweeps
+MAX_GRID_POINTS = 10_000  # a sweep file's grid; more is a typo or a job for several files
 SWEEP_KEYS = ("datasets", "methods", "seeds", "overrides", "grid", "test_splits", "device", "preset",
               "checkpoint_seconds")
 
@@ -570,11 +565,17 @@ def load_sweep(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
 
         path = Path(config)
         where = str(path)
+        from mmlab.config import MAX_CONFIG_BYTES, safe_yaml
+
         try:
-            config = yaml.safe_load(path.read_text())
+            if path.stat().st_size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{path}: sweep file larger than {MAX_CONFIG_BYTES} bytes")
+            config = safe_yaml(path.read_text(encoding="utf-8"))  # no aliases, bounded nesting
         except OSError as err:
             raise ConfigError(f"{path}: cannot read the sweep file ({err.strerror})") from None
-        except yaml.YAMLError as err:
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not a UTF-8 text file (byte {err.start}); expected a YAML sweep file") from None
+        except (yaml.YAMLError, RecursionError) as err:
             raise ConfigError(f"{path}: not valid YAML or JSON ({str(err).splitlines()[0]})") from None
     if not isinstance(config, Mapping):
         raise ConfigError(f"{where}: expected a mapping with keys {list(SWEEP_KEYS)}, got {type(config).__name__}")
@@ -605,9 +606,9 @@ def load_sweep(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
         except ConfigError as err:
             raise ConfigError(f"{where}: datasets.{name}: {err}") from None
     seeds = config.get("seeds", list(DEFAULT_SEEDS))
-    if not isinstance(seeds, (list, tuple)) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds) \
-            or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"{where}: seeds: expected a list of distinct non-negative integers, got {seeds!r}")
+    if not isinstance(seeds, (list, tuple)) or not seeds or len(set(seeds)) != len(seeds) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in seeds):
+        raise ConfigError(f"{where}: seeds: expected a list of distinct integers in [0, 2^63), got {seeds!r}")
     overrides = config.get("overrides") or []
     if isinstance(overrides, Mapping):
         overrides = [_override_text(str(k), v) for k, v in overrides.items()]
@@ -618,10 +619,14 @@ def load_sweep(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     grid = config.get("grid") or {}
     if not isinstance(grid, Mapping) or not all(isinstance(v, (list, tuple)) and v for v in grid.values()):
         raise ConfigError(f"{where}: grid: expected a mapping of dotted key to a non-empty list of values, got {grid!r}")
+    n_points = math.prod(len(v) for v in grid.values())
+    if n_points > MAX_GRID_POINTS:
+        raise ConfigError(f"{where}: grid: {n_points} points (the product of the lists' lengths); at most "
+                          f"{MAX_GRID_POINTS} per sweep file, split it into several")
     points = [tuple(_override_text(str(k), v) for k, v in zip(grid, values))
               for values in itertools.product(*grid.values())]
     seconds = config.get("checkpoint_seconds", 30.0)
-    if not isinstance(seconds, (int, float)) or seconds < 0:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
         raise ConfigError(f"{where}: checkpoint_seconds: expected a number >= 0, got {seconds!r}")
     return {"suite": suite, "methods": names("methods", COMPARISON_METHODS), "seeds": [int(s) for s in seeds],
             "overrides": list(overrides), "grid": points or [()], "test_splits": names("test_splits", ["test"]),

@@ -239,3 +239,15 @@ def test_missing_file_names_the_file(tmp_path):
     p = tmp_path / "absent.json"
     with pytest.raises(ConfigError, match="absent.json"):
         load_config(Cfg, p)
+
+
+def test_list_items_in_exponent_notation_are_numbers():
+    """YAML 1.1 reads 1e-3 (no dot) as text; in an override's list it is the number a user means."""
+    from mmlab.config import _parse_scalar
+
+    assert _parse_scalar("[1e-3,1e-2, 1]") == [0.001, 0.01, 1]
+    assert _parse_scalar("[[1e-3], a]") == [[0.001], "a"]
+    assert _parse_scalar("1e-3") == 0.001
+    from mmlab.methods import method_config
+
+    assert method_config("pooled_linear", ["--c_grid=[1e-3,1e-2]"]).c_grid == [0.001, 0.01]

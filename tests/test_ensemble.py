@@ -103,9 +103,12 @@ def test_a_finished_run_resumes_to_the_same_model(tiny, trio):
 
 
 @pytest.mark.parametrize("overrides, match", [
-    ({"size": 0}, "EnsembleConfig.size: expected a positive integer"),
+    ({"size": 0}, "EnsembleConfig.size: expected an integer from 1 to 100"),
+    ({"size": 10**9}, "EnsembleConfig.size: expected an integer from 1 to 100"),
     ({"member": "no_such_method"}, "unknown method 'no_such_method'"),
-    ({"member": "ae_x3"}, "is itself an ensemble"),
+    ({"member": "ae_x3"}, "itself combines copies of a method"),
+    ({"member": "zero_fill_pp"}, "itself combines copies of a method"),
+    ({"overrides": ["train.seed=5"]}, "EnsembleConfig.overrides 'train.seed=5': the run seed"),
     ({"member": "admc_cond"}, "chooses test-time options on valid"),
     ({"member": "cider"}, "reads token ids itself"),
     ({"overrides": "train.epochs=1"}, "overrides: expected a list"),

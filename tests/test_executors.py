@@ -262,3 +262,20 @@ def test_sigterm_stops_the_jobs_and_a_rerun_finishes_them(tiny, tmp_path, execut
     assert not (out / "results.csv").exists()
     for p in statuses:  # unfinished: the same command again reruns them (tested above)
         assert json.loads(p.read_text())["status"] != "done" and not list(p.parent.glob("rows.*.csv"))
+
+
+@pytest.mark.parametrize("text, match", [
+    (b"datasets: [synthetic]\nmethods: [reference]\n# \xff\xfe\n", "not a UTF-8 text file"),
+    (b"datasets: " + b"[" * 5000 + b"]" * 5000 + b"\n", "not valid YAML"),
+    (b"datasets: [synthetic]\nmethods: &m [reference]\ntest_splits: *m\n", "not valid YAML"),
+    (b"datasets: [synthetic]\nseeds: [true, false]\n", "seeds: expected a list of distinct integers"),
+    (b"datasets: [synthetic]\nseeds: [1180591620717411303424]\n", "seeds: expected a list of distinct integers"),
+    (b"datasets: [synthetic]\ncheckpoint_seconds: .nan\n", "checkpoint_seconds: expected a number"),
+    (b"datasets: [synthetic]\ngrid:\n" + b"".join(b"  k%d.x: [0,1,2,3,4,5,6,7,8,9]\n" % i for i in range(8)),
+     "grid: 100000000 points"),
+])
+def test_a_hostile_sweep_file_is_refused_at_once(tmp_path, text, match):
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(text)
+    with pytest.raises(ConfigError, match=match):
+        load_sweep(bad)

@@ -44,5 +44,10 @@ def test_the_documented_table_is_what_the_tool_prints():
 def test_folders_without_the_references_are_refused(tmp_path):
     with pytest.raises(SystemExit, match="bayes_oracle"):
         TOOL["summary"]([tmp_path], [tmp_path])
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    (torn / "results.csv").write_text("dataset,method,protocol,condition,split,seed,accuracy\nsynthetic,m\n")
+    with pytest.raises(SystemExit, match="line 2 has 2 fields"):
+        TOOL["main"](["--start", str(torn), "--now", str(torn)])
     with pytest.raises(SystemExit, match="not a folder"):
         TOOL["main"](["--start", str(tmp_path / "absent"), "--now", str(tmp_path)])

@@ -202,3 +202,17 @@ def test_a_failing_metrics_append_names_the_file(data, tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "open", full_disk)
     with pytest.raises(DataError, match=r"metrics.csv: cannot append metrics \(No space left on device\)"):
         fit(data, tmp_path)
+
+
+@pytest.mark.parametrize("tail, fields", [("synthetic,m,pattern\n", 3), ("synthetic,m,pattern,full,test,1,0.5,9\n", 8)])
+def test_a_torn_or_overlong_results_line_is_named(tmp_path, capsys, tail, fields):
+    from mmlab.evaluate import read_results
+
+    folder = tmp_path / "torn"
+    folder.mkdir()
+    (folder / "results.csv").write_text("dataset,method,protocol,condition,split,seed,accuracy\n"
+                                        "synthetic,m,pattern,full,test,1,0.5\n" + tail)
+    with pytest.raises(DataError, match=rf"line 3 has {fields} fields, expected 7"):
+        read_results(folder / "results.csv")
+    assert main(["report", str(folder), "--out", str(tmp_path / "rep")]) == 2
+    assert "line 3 has" in capsys.readouterr().err

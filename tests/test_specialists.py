@@ -110,12 +110,14 @@ def test_restrict_keeps_rows_and_drops_the_oracle(tiny):
 def test_clear_errors(tiny):
     with pytest.raises(ConfigError, match="max_modalities"):
         make_method("zero_fill_pp", tiny, {"max_modalities": 2})
-    with pytest.raises(ConfigError, match="itself per pattern"):
+    with pytest.raises(ConfigError, match="itself combines copies"):
         make_method("zero_fill_pp", tiny, {"member": "zero_fill_pp"})
     with pytest.raises(ConfigError, match="test-time options"):
         make_method("zero_fill_pp", tiny, {"member": "admc_cond", "specialist_overrides": []})
     with pytest.raises(ConfigError, match="overrides"):
         make_method("zero_fill_pp", tiny, {"overrides": "train.epochs=3"})
+    with pytest.raises(ConfigError, match="unknown key 'no_such_key'"):
+        make_method("zero_fill_pp", tiny, {"overrides": ["no_such_key=3"]})
 
 
 def test_natural_missingness_trains_each_specialist_on_the_rows_that_have_its_modalities(tiny, tmp_path):

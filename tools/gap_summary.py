@@ -15,9 +15,11 @@ six-pattern average accuracy on `synthetic` (five seeds), in points under the or
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
+from mmlab.errors import MMLabError
 from mmlab.tables import markdown_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script whose row reading the README's tables use
@@ -26,13 +28,17 @@ from readme_tables import LINEAR, ORACLE, REFERENCES, _rows  # noqa: E402
 
 def _averages(folders: list[Path]) -> dict[str, tuple[float, float]]:
     """method -> (mean, std) of the six-pattern average on `synthetic`, in points."""
-    return {a["method"]: (100 * a["accuracy_mean"], 100 * a["accuracy_std"]) for a in _rows(folders, "synthetic")
-            if a["protocol"] == "pattern" and a["condition"] == "Average"}
+    return {a["method"]: (100 * a["accuracy_mean"], 100 * a.get("accuracy_std", 0.0)) for a in _rows(folders, "synthetic")
+            if a["protocol"] == "pattern" and a["condition"] == "Average" and _number(a.get("accuracy_mean"))}
 
 
 def _all_views(folders: list[Path]) -> dict[str, float]:
     return {a["method"]: 100 * a["accuracy_mean"] for a in _rows(folders, "handwritten")
-            if a["protocol"] == "pattern" and a["condition"] == "full"}
+            if a["protocol"] == "pattern" and a["condition"] == "full" and _number(a.get("accuracy_mean"))}
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def summary(start: list[Path], now: list[Path]) -> str:
@@ -72,7 +78,10 @@ def main(argv: list[str] | None = None) -> None:
     for f in [*args.start, *args.now]:
         if not f.is_dir():
             sys.exit(f"gap_summary: {f} is not a folder")
-    print(summary(args.start, args.now), end="")
+    try:
+        print(summary(args.start, args.now), end="")
+    except MMLabError as err:
+        sys.exit(f"gap_summary: {err}")
 
 
 if __name__ == "__main__":

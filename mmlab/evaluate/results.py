@@ -103,11 +103,17 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
         raise DataError(f"{path}: not a UTF-8 text file (byte {err.start}); expected a results.csv written by "
                         "mmlab") from None
     try:
-        rows = list(csv.DictReader(io.StringIO(text)))
+        reader = csv.DictReader(io.StringIO(text))
+        rows = list(reader)
     except csv.Error as err:
         raise DataError(f"{path}: malformed CSV ({err})") from None
     if rows and any(k not in rows[0] for k in KEYS):
         raise DataError(f"{path}: expected columns {list(KEYS)}, got {list(rows[0])}")
+    for i, r in enumerate(rows):  # a torn or hand-edited line: fields missing (None) or extra (key None)
+        if None in r or None in r.values():
+            got = len([v for k, v in r.items() if k is not None and v is not None]) + len(r.get(None) or [])
+            raise DataError(f"{path}: line {i + 2} has {got} fields, expected {len(reader.fieldnames or [])} "
+                            "(a torn or hand-edited line?)")
     return [{k: v if k in KEYS else _parse(v) for k, v in r.items() if v != ""} for r in rows]
 
 

@@ -93,14 +93,9 @@ def method_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
-def make_method(name: str, data, overrides: Iterable[str] | dict[str, Any] = (), preset: str | None = None,
-                seed: int = 0):
-    """Build method ``name`` for dataset ``data`` with its registered overrides, then the user's;
-    ``seed`` is the run seed every generator of the method derives from (``method.seed``).
-
-    Each method class exposes ``Config`` (its dataclass), optional ``PRESETS`` {name: overrides},
-    and ``__init__(cfg, data)``.
-    """
+def method_config(name: str, overrides: Iterable[str] | dict[str, Any] = (), preset: str | None = None):
+    """The config `make_method` builds ``name`` with: its ``preset``, its registered overrides,
+    then the user's (a bad name, preset, key or value raises `ConfigError` here)."""
     from mmlab.config import apply_overrides
 
     cls = method_class(name)
@@ -111,7 +106,18 @@ def make_method(name: str, data, overrides: Iterable[str] | dict[str, Any] = (),
             raise ConfigError(f"method {name!r}: unknown preset {preset!r}; expected one of {sorted(presets)}")
         cfg = apply_overrides(cfg, presets[preset])
     cfg = apply_overrides(cfg, METHODS[name][1])
-    cfg = apply_overrides(cfg, overrides)
-    method = cls(cfg, data)
+    return apply_overrides(cfg, overrides)
+
+
+def make_method(name: str, data, overrides: Iterable[str] | dict[str, Any] = (), preset: str | None = None,
+                seed: int = 0):
+    """Build method ``name`` for dataset ``data`` with `method_config` (its registered overrides,
+    then the user's); ``seed`` is the run seed every generator of the method derives from
+    (``method.seed``).
+
+    Each method class exposes ``Config`` (its dataclass), optional ``PRESETS`` {name: overrides},
+    and ``__init__(cfg, data)``.
+    """
+    method = method_class(name)(method_config(name, overrides, preset), data)
     method.name, method.seed = name, int(seed)
     return method

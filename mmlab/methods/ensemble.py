@@ -34,11 +34,35 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mmlab.config import refuse_seed_override
 from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError
 from mmlab.methods.base import Method, Stage
 from mmlab.utils import derive_seed
+
+
+MAX_SIZE = 100
+
+
+def check_member(who: str, member: str, overrides: list[str], preset: str | None) -> None:
+    """Fail when the config is made (before any job runs), not when the first job builds the
+    members: ``member`` registered, ``overrides`` a list of 'key=value' strings that apply to
+    its config, no seed among them (the run seed reaches every member)."""
+    from mmlab.methods import method_class, method_config
+
+    if not isinstance(member, str) or not member:
+        raise ConfigError(f"{who}.member: expected a registered method name, got {member!r}")
+    if getattr(method_class(member), "combines_copies", False):
+        raise ConfigError(f"{who}.member: {member!r} itself combines copies of a method (an ensemble, or one per "
+                          "pattern); expected a single method")
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise ConfigError(f"{who}.overrides: expected a list of 'key=value' strings, got {overrides!r}")
+    refuse_seed_override(overrides, where=f"{who}.overrides")
+    try:
+        method_config(member, overrides, preset)
+    except ConfigError as err:
+        raise ConfigError(f"{who} (member {member!r}): {err}") from None
 
 
 @dataclass
@@ -54,12 +78,9 @@ class EnsembleConfig:
     overrides: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.member, str) or not self.member:
-            raise ConfigError(f"EnsembleConfig.member: expected a registered method name, got {self.member!r}")
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
-            raise ConfigError(f"EnsembleConfig.size: expected a positive integer, got {self.size!r}")
-        if not isinstance(self.overrides, list) or not all(isinstance(o, str) for o in self.overrides):
-            raise ConfigError(f"EnsembleConfig.overrides: expected a list of 'key=value' strings, got {self.overrides!r}")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or not 1 <= self.size <= MAX_SIZE:
+            raise ConfigError(f"EnsembleConfig.size: expected an integer from 1 to {MAX_SIZE}, got {self.size!r}")
+        check_member("EnsembleConfig", self.member, self.overrides, self.preset)
 
 
 class Ensemble(Method):
@@ -68,6 +89,7 @@ class Ensemble(Method):
     Config = EnsembleConfig
     PRESETS = {"paper": {"preset": "paper"}}
     name = "ensemble"
+    combines_copies = True
 
     def __init__(self, cfg: EnsembleConfig | None, data: MMDataset):
         super().__init__()
@@ -75,8 +97,6 @@ class Ensemble(Method):
 
         self.cfg = cfg = cfg or EnsembleConfig()
         cls = method_class(cfg.member)
-        if issubclass(cls, Ensemble):
-            raise ConfigError(f"EnsembleConfig.member: {cfg.member!r} is itself an ensemble; expected a single method")
         if getattr(cls, "reads_tokens", False):
             raise ConfigError(f"EnsembleConfig.member: {cfg.member!r} reads token ids itself; an ensemble of it is "
                               "not supported")

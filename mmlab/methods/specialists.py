@@ -36,6 +36,7 @@ from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError, DataError
 from mmlab.methods.base import Method, Stage
+from mmlab.methods.ensemble import check_member
 from mmlab.utils import derive_seed
 
 
@@ -53,12 +54,11 @@ class SpecialistsConfig:
     max_modalities: int = 6
 
     def __post_init__(self) -> None:
-        if not isinstance(self.member, str) or not self.member:
-            raise ConfigError(f"SpecialistsConfig.member: expected a registered method name, got {self.member!r}")
-        for name in ("specialist_overrides", "overrides"):
-            v = getattr(self, name)
-            if not isinstance(v, list) or not all(isinstance(o, str) for o in v):
-                raise ConfigError(f"SpecialistsConfig.{name}: expected a list of 'key=value' strings, got {v!r}")
+        if not isinstance(self.specialist_overrides, list):
+            raise ConfigError("SpecialistsConfig.specialist_overrides: expected a list of 'key=value' strings, "
+                              f"got {self.specialist_overrides!r}")
+        check_member("SpecialistsConfig", self.member, [*self.specialist_overrides, *self.overrides]
+                     if isinstance(self.overrides, list) else self.overrides, self.preset)
         if isinstance(self.max_modalities, bool) or not isinstance(self.max_modalities, int) or self.max_modalities < 1:
             raise ConfigError(f"SpecialistsConfig.max_modalities: expected a positive integer, got {self.max_modalities!r}")
 
@@ -99,6 +99,7 @@ class Specialists(Method):
     Config = SpecialistsConfig
     PRESETS = {"paper": {"preset": "paper"}}
     name = "specialists"
+    combines_copies = True
 
     def __init__(self, cfg: SpecialistsConfig | None, data: MMDataset):
         super().__init__()
@@ -106,8 +107,6 @@ class Specialists(Method):
 
         self.cfg = cfg = cfg or SpecialistsConfig()
         cls = method_class(cfg.member)
-        if issubclass(cls, Specialists):
-            raise ConfigError(f"SpecialistsConfig.member: {cfg.member!r} is itself per pattern; expected a single method")
         if getattr(cls, "reads_tokens", False) or data.token_modalities:
             raise ConfigError(f"SpecialistsConfig.member: {cfg.member!r} on {data.name!r}: token-text modalities are "
                               "not supported per pattern")
