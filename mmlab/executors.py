@@ -42,7 +42,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from mmlab.errors import ConfigError, MMLabError
+from mmlab.errors import ConfigError, DataError, MMLabError
 from mmlab.progress import progress as progress_bar
 from mmlab.tables import records_csv_text
 from mmlab.utils import atomic_write_text
@@ -157,6 +157,24 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def _plan_jobs(root: Path) -> list[dict[str, Any]]:
+    """The job entries of ``root/plan.json`` ([] when there is none); `DataError` naming the
+    file when it is not a plan mmlab wrote."""
+    path = root / PLAN
+    if not path.exists():
+        return []
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: unreadable job plan ({err}); expected the plan.json `mmlab compare` writes") from None
+    jobs = plan.get("jobs") if isinstance(plan, dict) else None
+    if not isinstance(jobs, list) or not all(isinstance(e, dict) and isinstance(e.get("job"), str)
+                                             and isinstance(e.get("parts"), list) for e in jobs):
+        raise DataError(f"{path}: expected {{\"jobs\": [{{\"job\": folder, \"parts\": [...], ...}}]}}, "
+                        "the plan `mmlab compare` writes")
+    return jobs
 
 
 def claim(folder: str | Path, spec: Mapping[str, Any]) -> None:
@@ -506,7 +524,7 @@ def update_plan(root: str | Path, entries: Sequence[Mapping[str, Any]]) -> list[
     an entry already planned gains new parts, a new one is appended, and the list is kept sorted by
     ``rank`` (the Bayes oracle after the methods), so a resumed folder keeps its order."""
     root = Path(root)
-    plan = {e["job"]: dict(e) for e in _read_json(root / PLAN).get("jobs", [])}
+    plan = {e["job"]: dict(e) for e in _plan_jobs(root)}
     for e in entries:
         if e["job"] in plan:
             old = plan[e["job"]]
@@ -527,7 +545,7 @@ def missing_jobs(root: str | Path) -> list[str]:
     """Each job of ``root/plan.json`` with parts still missing: ``"zero_fill seed 5: test.rates (folder)"``."""
     root = Path(root)
     out = []
-    for e in _read_json(root / PLAN).get("jobs", []):
+    for e in _plan_jobs(root):
         lacking = missing_parts(root / e["job"], e["parts"])
         if lacking:
             out.append(f"{e.get('method')} seed {e.get('seed')}: {', '.join(lacking)} ({root / e['job']})")
@@ -539,7 +557,7 @@ def gather(root: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
     `missing_jobs` (a finished or a partial sweep)."""
     root = Path(root)
     rows: list[dict[str, Any]] = []
-    for e in _read_json(root / PLAN).get("jobs", []):
+    for e in _plan_jobs(root):
         for part in e["parts"]:
             path = rows_path(root / e["job"], part)
             if path.is_file():

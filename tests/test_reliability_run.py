@@ -216,3 +216,17 @@ def test_a_torn_or_overlong_results_line_is_named(tmp_path, capsys, tail, fields
         read_results(folder / "results.csv")
     assert main(["report", str(folder), "--out", str(tmp_path / "rep")]) == 2
     assert "line 3 has" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("plan", ['[1, 2]', '{"jobs": [{"job": "x"}]}', '{"jobs": [', 'null'])
+def test_a_damaged_job_plan_is_named(tmp_path, capsys, plan):
+    from mmlab.data.synthetic import make_synthetic
+    from mmlab.experiments import compare
+
+    out = tmp_path / "cmp"
+    compare(make_synthetic(preset="tiny"), ["reference"], seeds=[1], out=out, progress=False,
+            overrides=["--train.epochs=1"])
+    (out / "results.csv").unlink()  # the report rebuilds the rows from jobs/ and its plan
+    (out / "jobs" / "plan.json").write_text(plan)
+    assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 2
+    assert "plan.json" in capsys.readouterr().err
