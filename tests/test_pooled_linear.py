@@ -12,7 +12,7 @@ import torch
 
 from mmlab.data import load_dataset
 from mmlab.data.dataset import MMDataset, from_arrays
-from mmlab.errors import ConfigError
+from mmlab.errors import ConfigError, DataError
 from mmlab.evaluate import evaluate, oracle_table, rate_conditions
 from mmlab.methods import make_method, method_names
 from conftest import splits_read
@@ -220,3 +220,21 @@ def test_checkpoint_round_trip_and_resume(fitted, synth):
     other = make_method("pooled_linear", synth)
     other.fit(synth.training_view())
     torch.testing.assert_close(other.coef, method.coef, atol=0, rtol=0)
+
+
+def test_natural_missingness_fits_on_the_rows_that_have_the_modalities():
+    """A natively missing modality is not a zero observation: its columns are standardised with
+    the train rows that have it, and a pattern's model is fitted on the rows that have all of
+    its modalities (before, the rows lacking A entered both as pooled zeros)."""
+    tiny = load_dataset("synthetic", preset="tiny")
+    lacks_a = np.random.default_rng(0).random(len(tiny)) < 0.4
+    data = replace(tiny, avail={"A": ~lacks_a}, info={})
+    method = make_method("pooled_linear", data, seed=1)
+    method.fit(data)
+    train_with_a = data.subset("train").take(np.flatnonzero(~lacks_a[data.split == "train"]))
+    pooled_a = method.pooled(train_with_a.batch()).numpy()[:, method.blocks["A"]]
+    assert np.allclose(method.feat_mean.numpy()[method.blocks["A"]], pooled_a.mean(0))
+    assert np.allclose(method.feat_scale.numpy()[method.blocks["A"]], pooled_a.std(0))
+    one_class = replace(tiny, y=np.where(tiny.split == "train", 0, tiny.y), info={})
+    with pytest.raises(DataError, match="hold one class"):
+        make_method("pooled_linear", one_class).fit(one_class)

@@ -143,12 +143,13 @@ class KernelExperts(PooledStatistics):
     def fit(self, data: MMDataset) -> dict[str, Any]:
         """Fit every modality's expert on the train rows where it is present and choose its gamma
         and C on the valid rows where it is present (a test split is never read). Returns `choices`."""
-        z_tr, y_tr, z_va, y_va = self.standardise_splits(data)
-        present = {s: self.present(part.batch()).numpy() for s, part in
-                   (("train", data.subset("train")), ("valid", data.subset("valid")))}
+        z_tr, y_tr, z_va, y_va, has_tr, has_va = self.standardise_splits(data)
         for j, m in enumerate(self.modalities):
             cols = self.blocks[m]
-            tr, va = present["train"][:, j], present["valid"][:, j]
+            tr, va = has_tr[:, j], has_va[:, j]
+            if not va.any() or len(np.unique(y_tr[tr])) < 2:
+                raise DataError(f"{self.name}: modality {m!r} of dataset {data.name!r} is present in no valid row or "
+                                "in train rows of one class only; its expert can be neither fitted nor chosen")
             self._fit_expert(j, z_tr[tr][:, cols], y_tr[tr], z_va[va][:, cols], y_va[va])
         self.fitted.fill_(True)
         return self.choices()

@@ -107,23 +107,35 @@ class PooledStatistics(Method):
         """(B, M) bool: modality available and with at least one observed frame."""
         return torch.stack([batch.avail_of(m) & batch.obs_mask[m].any(1) for m in self.modalities], 1)
 
-    def _pooled_split(self, data: MMDataset) -> tuple[np.ndarray, np.ndarray]:
+    def _pooled_split(self, data: MMDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(pooled statistics, labels, `present`) of every row of ``data``."""
         dev = self.feat_mean.device
-        chunks = [self.pooled(b).cpu().numpy() for b in data.iter_batches(self.cfg.batch_size, device=dev)]
-        return np.concatenate(chunks), data.y.astype(np.int64)
+        batches = list(data.iter_batches(self.cfg.batch_size, device=dev))
+        x = np.concatenate([self.pooled(b).cpu().numpy() for b in batches])
+        present = np.concatenate([self.present(b).cpu().numpy() for b in batches])
+        return x, data.y.astype(np.int64), present
 
-    def standardise_splits(self, data: MMDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def standardise_splits(self, data: MMDataset) -> tuple[np.ndarray, ...]:
         """Pool the train and valid rows of ``data``, set ``feat_mean`` / ``feat_scale`` /
-        ``log_prior`` from train and return the standardised ``(z_train, y_train, z_valid, y_valid)``."""
-        x_tr, y_tr = self._pooled_split(data.subset("train"))
-        x_va, y_va = self._pooled_split(data.subset("valid"))
-        mean, scale = x_tr.mean(0), x_tr.std(0)
+        ``log_prior`` from train and return the standardised ``(z_train, y_train, z_valid, y_valid,
+        present_train, present_valid)``; a modality's columns are standardised with the train rows
+        that have it (`present`, natural missingness)."""
+        x_tr, y_tr, has_tr = self._pooled_split(data.subset("train"))
+        x_va, y_va, has_va = self._pooled_split(data.subset("valid"))
+        if len(np.unique(y_tr)) < 2:
+            raise DataError(f"{self.name}: the train rows of dataset {data.name!r} hold one class "
+                            f"({data.classes[y_tr[0]]!r}); a classifier needs at least two")
+        mean, scale = np.zeros(x_tr.shape[1]), np.ones(x_tr.shape[1])
+        for j, m in enumerate(self.modalities):
+            rows, cols = has_tr[:, j], self.blocks[m]
+            if rows.any():
+                mean[cols], scale[cols] = x_tr[rows][:, cols].mean(0), x_tr[rows][:, cols].std(0)
         scale = np.where(scale > 1e-12 * np.maximum(1.0, np.abs(mean)), scale, 1.0)  # constant columns -> 0
         prior = np.bincount(y_tr, minlength=self.n_classes) / len(y_tr)
         for name, value in (("feat_mean", mean), ("feat_scale", scale), ("log_prior", np.log(np.maximum(prior, 1e-12)))):
             buf = getattr(self, name)
             buf.copy_(torch.as_tensor(value, dtype=buf.dtype))
-        return (x_tr - mean) / scale, y_tr, (x_va - mean) / scale, y_va
+        return (x_tr - mean) / scale, y_tr, (x_va - mean) / scale, y_va, has_tr, has_va
 
     # ------------------------------------------------------------------ fitting helpers
     def score(self, log_proba: np.ndarray, y: np.ndarray) -> float:

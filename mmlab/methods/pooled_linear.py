@@ -6,9 +6,11 @@ moments over the observed frames, `mmlab.methods.pooled`) of all modalities are 
 with train-split means and standard deviations, and for every non-empty subset a of the
 modalities (2^M - 1 availability patterns: the six patterns + full for three modalities, 63 for
 the six views of `handwritten`) a logistic regression (scikit-learn ``LogisticRegression``,
-lbfgs, L2) is fitted on the complete train rows' statistics of the modalities in a. Its inverse
-regularisation C is chosen per pattern on the valid split (complete valid rows, same subset)
-among ``c_grid``; a tie keeps the first (strongest) value. The test split is never read.
+lbfgs, L2) is fitted on the statistics of the modalities in a, over the train rows that have
+all of them (every row, unless the dataset has natural missingness: ``MMDataset.avail``). Its
+inverse regularisation C is chosen per pattern on the valid rows that have them (same subset)
+among ``c_grid``; a tie keeps the first (strongest) value. A modality's columns are standardised
+with the train rows that have it. The test split is never read.
 
 At prediction a sample is routed to the model of the modalities it really has: available
 (``avail``) *and* with at least one observed frame. A sample with none gets the train class
@@ -36,7 +38,7 @@ from torch.nn import functional as F
 
 from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
-from mmlab.errors import ConfigError
+from mmlab.errors import ConfigError, DataError
 from mmlab.methods.pooled import PooledStatistics, check_config
 from mmlab.missing import pattern_name
 
@@ -100,21 +102,26 @@ class PooledLinear(PooledStatistics):
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
 
-        z_tr, y_tr, z_va, y_va = self.standardise_splits(data)
+        z_tr, y_tr, z_va, y_va, has_tr, has_va = self.standardise_splits(data)
         coef = np.zeros(tuple(self.coef.shape))
         icpt = np.zeros(tuple(self.intercept.shape))
         chosen, scores = np.zeros(len(self.patterns)), np.zeros(tuple(self.valid_scores.shape))
         for p, mods in enumerate(self.patterns):
             cols = np.array([c for m in mods for c in self.blocks[m]])
+            need = [self.modalities.index(m) for m in mods]  # rows that have the pattern's modalities
+            tr, va = has_tr[:, need].all(1), has_va[:, need].all(1)
+            if len(np.unique(y_tr[tr])) < 2:
+                raise DataError(f"{self.name}: dataset {data.name!r} has train rows of fewer than two classes with "
+                                f"all of {list(mods)}; that pattern's model cannot be fitted")
             best = None
             for j, c in enumerate(self.cfg.c_grid):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
-                    clf = LogisticRegression(C=c, max_iter=self.cfg.max_iter).fit(z_tr[:, cols], y_tr)
+                    clf = LogisticRegression(C=c, max_iter=self.cfg.max_iter).fit(z_tr[tr][:, cols], y_tr[tr])
                 w, b = self.full_weights(clf, len(cols))
-                logits = z_va[:, cols] @ w.T + b
+                logits = z_va[va][:, cols] @ w.T + b
                 log_proba = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
-                scores[p, j] = self.score(log_proba, y_va)
+                scores[p, j] = self.score(log_proba, y_va[va]) if va.any() else -np.inf  # no valid row: the first C
                 if best is None or scores[p, j] > best[0]:  # strict: a tie keeps the earlier C
                     best = (scores[p, j], c, w, b)
             _, chosen[p], w, b = best
