@@ -19,23 +19,14 @@ from mmlab.experiments import COMPARISON_METHODS, OUTSIDE_FULL_SUITE
 from mmlab.methods import make_method, method_names
 from mmlab.methods.specialists import restrict
 from mmlab.missing import FixedPattern, draw_masks, mask_batch, pad_masks, resolve_fill
-from mmlab.train import TrainConfig, Trainer
-from mmlab.utils import seed_everything
+from test_ensemble import SEED, train
 
 FAST = ["train.epochs=4", "train.patience=0"]
-SEED = 1112
 
 
 @pytest.fixture(scope="module")
 def tiny() -> MMDataset:
     return load_dataset("synthetic", preset="tiny")
-
-
-def train(name: str, data: MMDataset, out, overrides=(), seed: int = SEED):
-    seed_everything(seed)
-    method = make_method(name, data, overrides, seed=seed)
-    Trainer(method, data, out, TrainConfig(seed=seed, progress=False)).fit()
-    return method
 
 
 @pytest.fixture(scope="module")

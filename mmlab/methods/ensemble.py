@@ -28,41 +28,22 @@ Members with test-time options chosen on valid (ADMC's K) or that read token ids
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mmlab.config import refuse_seed_override
 from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError
-from mmlab.methods.base import Method, Stage
+from mmlab.methods.base import Method
+from mmlab.methods.copies import Copies, check_member, refuse_unsupported
 from mmlab.utils import derive_seed
 
 
 MAX_SIZE = 100
-
-
-def check_member(who: str, member: str, overrides: list[str], preset: str | None) -> None:
-    """Fail when the config is made (before any job runs), not when the first job builds the
-    members: ``member`` registered, ``overrides`` a list of 'key=value' strings that apply to
-    its config, no seed among them (the run seed reaches every member)."""
-    from mmlab.methods import method_class, method_config
-
-    if not isinstance(member, str) or not member:
-        raise ConfigError(f"{who}.member: expected a registered method name, got {member!r}")
-    if getattr(method_class(member), "combines_copies", False):
-        raise ConfigError(f"{who}.member: {member!r} itself combines copies of a method (an ensemble, or one per "
-                          "pattern); expected a single method")
-    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise ConfigError(f"{who}.overrides: expected a list of 'key=value' strings, got {overrides!r}")
-    refuse_seed_override(overrides, where=f"{who}.overrides")
-    try:
-        method_config(member, overrides, preset)
-    except ConfigError as err:
-        raise ConfigError(f"{who} (member {member!r}): {err}") from None
 
 
 @dataclass
@@ -83,68 +64,36 @@ class EnsembleConfig:
         check_member("EnsembleConfig", self.member, self.overrides, self.preset)
 
 
-class Ensemble(Method):
+class Ensemble(Copies):
     """The average of ``size`` independently trained copies of ``member`` (see module doc)."""
 
     Config = EnsembleConfig
     PRESETS = {"paper": {"preset": "paper"}}
     name = "ensemble"
-    combines_copies = True
 
     def __init__(self, cfg: EnsembleConfig | None, data: MMDataset):
         super().__init__()
-        from mmlab.methods import make_method, method_class
+        from mmlab.methods import make_method
 
         self.cfg = cfg = cfg or EnsembleConfig()
-        cls = method_class(cfg.member)
-        if getattr(cls, "reads_tokens", False):
-            raise ConfigError(f"EnsembleConfig.member: {cfg.member!r} reads token ids itself; an ensemble of it is "
-                              "not supported")
         # members drawn one after another from the global RNG (seeded with the run seed by the caller)
-        self.members = nn.ModuleList(make_method(cfg.member, data, list(cfg.overrides), preset=cfg.preset)
-                                     for _ in range(cfg.size))
-        options = self.members[0].test_options()
-        if options:
-            raise ConfigError(f"EnsembleConfig.member: {cfg.member!r} chooses test-time options on valid "
-                              f"({sorted(options)}); an ensemble of it is not supported")
-        self.fill = self.members[0].fill
+        first = make_method(cfg.member, data, list(cfg.overrides), preset=cfg.preset)
+        refuse_unsupported("EnsembleConfig", cfg.member, first)
+        self.members = nn.ModuleList([first, *(make_method(cfg.member, data, list(cfg.overrides), preset=cfg.preset)
+                                               for _ in range(cfg.size - 1))])
+        self.fill = first.fill
 
-    _seed = 0
+    def named_copies(self) -> Iterator[tuple[str, Method]]:
+        return ((f"member{i}", m) for i, m in enumerate(getattr(self, "members", ())))
 
-    @property
-    def seed(self) -> int:  # type: ignore[override]
-        """The run seed; setting it gives every member its own (`member_seed`)."""
-        return self._seed
-
-    @seed.setter
-    def seed(self, value: int) -> None:
-        self._seed = int(value)
-        for i, member in enumerate(getattr(self, "members", ())):
-            member.seed = self.member_seed(i)
+    def copy_seed(self, name: str) -> int:
+        return self.member_seed(int(name.removeprefix("member")))
 
     def member_seed(self, i: int) -> int:
         """The run seed for member 0, a derived one for the others."""
         return self._seed if i == 0 else derive_seed(self._seed, "ensemble member", i)
 
-    def stages(self, data: MMDataset) -> list[Stage]:
-        out: list[Stage] = []
-        for i, member in enumerate(self.members):
-            for stage in member.stages(data):
-                check = stage.validate
-                if check.kind == "classifier":
-                    check = replace(check, logits=check.logits or member.predict_logits, fill=check.fill or member.fill)
-                out.append(replace(stage, name=f"member{i}-{stage.name}", validate=check))
-        return out
-
     def predict_logits(self, batch: MMBatch) -> torch.Tensor:
         """log of the members' class probabilities averaged."""
         logp = torch.stack([F.log_softmax(m.predict_logits(batch).float(), -1) for m in self.members])
         return torch.logsumexp(logp, 0) - math.log(len(self.members))
-
-    def calibrate(self, valid: MMDataset) -> dict | None:
-        """Each member's own valid-split calibration, if it has one."""
-        chosen = {f"member{i}": c for i, m in enumerate(self.members) if (c := m.calibrate(valid)) is not None}
-        return chosen or None
-
-    def completes(self) -> bool:
-        return False

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field, replace
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError, DataError
 from mmlab.methods.base import Method, Stage
-from mmlab.methods.ensemble import check_member
+from mmlab.methods.copies import Copies, check_member, refuse_unsupported
 from mmlab.utils import derive_seed
 
 
@@ -93,72 +94,59 @@ def restrict(data: MMDataset, modalities: tuple[str, ...], needed: str = "train"
                    avail={m: a for m, a in data.avail.items() if m in keep}, info={})
 
 
-class Specialists(Method):
+class Specialists(Copies):
     """One ``member`` per availability pattern, each trained on its pattern (see module doc)."""
 
     Config = SpecialistsConfig
     PRESETS = {"paper": {"preset": "paper"}}
     name = "specialists"
-    combines_copies = True
 
     def __init__(self, cfg: SpecialistsConfig | None, data: MMDataset):
         super().__init__()
-        from mmlab.methods import make_method, method_class
+        from mmlab.methods import make_method
 
         self.cfg = cfg = cfg or SpecialistsConfig()
-        cls = method_class(cfg.member)
-        if getattr(cls, "reads_tokens", False) or data.token_modalities:
+        if data.token_modalities:
             raise ConfigError(f"SpecialistsConfig.member: {cfg.member!r} on {data.name!r}: token-text modalities are "
                               "not supported per pattern")
         if len(data.modalities) > cfg.max_modalities:
             raise ConfigError(f"SpecialistsConfig.max_modalities: {data.name!r} has {len(data.modalities)} modalities "
                               f"(2^{len(data.modalities)} - 1 specialists); raise max_modalities to allow it")
         self.modalities = tuple(data.modalities)
-        self.patterns = [p for k in range(len(self.modalities), 0, -1)
-                         for p in itertools.combinations(self.modalities, k)]  # all modalities first
+        self.patterns = {pattern_name(p): p for k in range(len(self.modalities), 0, -1)
+                         for p in itertools.combinations(self.modalities, k)}  # all modalities first
         overrides = [*cfg.specialist_overrides, *cfg.overrides]
-        self.specialists = nn.ModuleDict({pattern_name(p): make_method(cfg.member, restrict(data, p), overrides,
-                                                                       preset=cfg.preset)
-                                          for p in self.patterns})
-        for key, member in self.specialists.items():
-            options = member.test_options()
-            if options:
-                raise ConfigError(f"SpecialistsConfig.member: {cfg.member!r} chooses test-time options on valid "
-                                  f"({sorted(options)}); per-pattern copies of it are not supported")
+        specialists = {}
+        for key, p in self.patterns.items():
+            specialists[key] = make_method(cfg.member, restrict(data, p), overrides, preset=cfg.preset)
+            refuse_unsupported("SpecialistsConfig", cfg.member, specialists[key])
+        self.specialists = nn.ModuleDict(specialists)
         counts = np.bincount(data.y[data.split == "train"], minlength=data.n_classes).astype(np.float64)
         self.register_buffer("log_prior", torch.tensor(np.log((counts + 1) / (counts + 1).sum()), dtype=torch.float32))
         self.fill = "zero"
 
-    _seed = 0
+    def named_copies(self) -> Iterator[tuple[str, Method]]:
+        return iter(getattr(self, "specialists", {}).items())
 
-    @property
-    def seed(self) -> int:  # type: ignore[override]
-        """The run seed; setting it gives every specialist its own (`specialist_seed`)."""
-        return self._seed
-
-    @seed.setter
-    def seed(self, value: int) -> None:
-        self._seed = int(value)
-        for p in getattr(self, "patterns", ()):
-            self.specialists[pattern_name(p)].seed = self.specialist_seed(p)
-
-    def specialist_seed(self, pattern: tuple[str, ...]) -> int:
+    def copy_seed(self, name: str) -> int:
         """The run seed for the specialist of all modalities, a derived one for the others."""
-        return self._seed if len(pattern) == len(self.modalities) else derive_seed(self._seed, "specialist",
-                                                                                   pattern_name(pattern))
+        return self._seed if len(self.patterns[name]) == len(self.modalities) else derive_seed(
+            self._seed, "specialist", name)
 
-    def stages(self, data: MMDataset) -> list[Stage]:
-        out: list[Stage] = []
-        for p in self.patterns:
-            member = self.specialists[pattern_name(p)]
-            for stage in member.stages(restrict(data, p)):
-                check = stage.validate
-                if check.kind == "classifier":
-                    check = replace(check, logits=check.logits or member.predict_logits, fill=check.fill or member.fill)
-                rows = stage.data if stage.data is not None else data.subset("train")
-                rows = rows_with(rows, p) if data.avail else stage.data
-                out.append(replace(stage, name=f"{pattern_name(p)}-{stage.name}", validate=check, data=rows))
-        return out
+    def copy_data(self, name: str, data: MMDataset) -> MMDataset:
+        return restrict(data, self.patterns[name])
+
+    def copy_rows(self, name: str, stage: Stage, data: MMDataset) -> MMDataset | None:
+        """Under natural missingness, the train rows that have all the pattern's modalities."""
+        if not data.avail:
+            return stage.data
+        return rows_with(stage.data if stage.data is not None else data.subset("train"), self.patterns[name])
+
+    def copy_valid(self, name: str, valid: MMDataset) -> MMDataset | None:
+        try:
+            return restrict(valid, self.patterns[name], needed="valid")
+        except DataError:
+            return None  # no valid row has the pattern: nothing to calibrate on
 
     def predict_logits(self, batch: MMBatch) -> torch.Tensor:
         """Each row from the specialist of its available modalities (no modality: the prior)."""
@@ -172,18 +160,3 @@ class Specialists(Method):
             idx = (inverse == r).nonzero().squeeze(1)
             out[idx] = self.specialists[pattern_name(present)].predict_logits(batch.index(idx)).float()
         return out
-
-    def calibrate(self, valid: MMDataset) -> dict | None:
-        """Each specialist's own valid-split calibration, if it has one."""
-        chosen = {}
-        for p in self.patterns:
-            try:
-                rows = restrict(valid, p, needed="valid")
-            except DataError:
-                continue  # no valid row has the pattern: nothing to calibrate on
-            if (c := self.specialists[pattern_name(p)].calibrate(rows)) is not None:
-                chosen[pattern_name(p)] = c
-        return chosen or None
-
-    def completes(self) -> bool:
-        return False
