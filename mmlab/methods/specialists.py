@@ -116,10 +116,9 @@ class Specialists(Copies):
         self.patterns = {pattern_name(p): p for k in range(len(self.modalities), 0, -1)
                          for p in itertools.combinations(self.modalities, k)}  # all modalities first
         overrides = [*cfg.specialist_overrides, *cfg.overrides]
-        specialists = {}
-        for key, p in self.patterns.items():
-            specialists[key] = make_method(cfg.member, restrict(data, p), overrides, preset=cfg.preset)
-            refuse_unsupported("SpecialistsConfig", cfg.member, specialists[key])
+        specialists = {key: make_method(cfg.member, restrict(data, p), overrides, preset=cfg.preset)
+                       for key, p in self.patterns.items()}
+        refuse_unsupported("SpecialistsConfig", cfg.member, next(iter(specialists.values())))  # one member class
         self.specialists = nn.ModuleDict(specialists)
         counts = np.bincount(data.y[data.split == "train"], minlength=data.n_classes).astype(np.float64)
         self.register_buffer("log_prior", torch.tensor(np.log((counts + 1) / (counts + 1).sum()), dtype=torch.float32))
