@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Sequence
 
+from mmlab.config import check_device_name
 from mmlab.errors import ConfigError, MMLabError
 
 
@@ -156,13 +156,18 @@ def _report(written: dict, out: str) -> list[Path]:
 
 
 def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
-    from mmlab.report import build_report, missing_jobs
+    from mmlab.report import MAX_LISTED, build_report, load_results, missing_jobs, not_a_number
 
     missing = missing_jobs(args.results)
     if missing:
         print(f"mmlab report: partial results, {len(missing)} job(s) have no rows yet:", file=sys.stderr)
         for m in missing:
             print(f"  {m}", file=sys.stderr)
+    bad = not_a_number(load_results(args.results))
+    if bad:
+        print(f"mmlab report: {len(bad)} result(s) are not a number; their cells show '-':", file=sys.stderr)
+        for b in bad[:MAX_LISTED]:
+            print(f"  {b}", file=sys.stderr)
     for p in build_report(args.results, args.out):
         print(f"wrote {p}")
     return 0
@@ -212,7 +217,6 @@ def cmd_extract(args: argparse.Namespace, extra: list[str]) -> int:
 # ---------------------------------------------------------------------------- argument checks
 PROTOCOL_NAMES = ("patterns", "full", "rates", "eta", "generation", "rmfm", "traditional_rmfm", "rmm", "tmfm",
                   "stmfm")  # = mmlab.experiments.PROTOCOLS (tested)
-DEVICE_RE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
 
 
 def _names(flag: str, text: str | None, known: Sequence[str]) -> list[str] | None:
@@ -250,8 +254,8 @@ def check_args(args: argparse.Namespace) -> None:
     from mmlab.methods import method_names  # the static registry: no torch
 
     device = getattr(args, "device", None)
-    if device is not None and not DEVICE_RE.match(str(device)):
-        raise ConfigError(f"--device: expected cpu, cuda, cuda:N or auto, got {device!r}")
+    if device is not None:
+        check_device_name(str(device), "--device")
     for flag in ("threads", "workers"):
         value = getattr(args, flag, None)
         if value is not None and value < 1:

@@ -45,7 +45,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from mmlab import executors as ex
-from mmlab.config import refuse_seed_override
+from mmlab.config import check_device_name, refuse_seed_override
 from mmlab.data import MMDataset, load_dataset
 from mmlab.errors import ConfigError, DataError
 from mmlab.executors import SlurmOptions
@@ -625,12 +625,15 @@ def load_sweep(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
                           f"{MAX_GRID_POINTS} per sweep file, split it into several")
     points = [tuple(_override_text(str(k), v) for k, v in zip(grid, values))
               for values in itertools.product(*grid.values())]
+    preset = config.get("preset")
+    if preset is not None and not (isinstance(preset, str) and preset):
+        raise ConfigError(f"{where}: preset: expected a preset name such as 'paper', got {preset!r}")
     seconds = config.get("checkpoint_seconds", 30.0)
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
         raise ConfigError(f"{where}: checkpoint_seconds: expected a number >= 0, got {seconds!r}")
     return {"suite": suite, "methods": names("methods", COMPARISON_METHODS), "seeds": [int(s) for s in seeds],
             "overrides": list(overrides), "grid": points or [()], "test_splits": names("test_splits", ["test"]),
-            "device": str(config.get("device", "cpu")), "preset": config.get("preset"),
+            "device": check_device_name(config.get("device", "cpu"), f"{where}: device"), "preset": preset,
             "checkpoint_seconds": float(seconds)}
 
 

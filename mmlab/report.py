@@ -36,7 +36,7 @@ SWEPT = re.compile(r"^\s*[A-Za-z_]+\s*=\s*([-+0-9.eE]+)\s*$")  # "rate=0.3", "et
 
 
 # --------------------------------------------------------------------------- reading
-def _sources(d: str | Path) -> list[Path]:
+def result_sources(d: str | Path) -> list[Path]:
     """The ``results.csv`` files or ``jobs/`` folders that a result folder stands for: the rows of
     its jobs when it has ``jobs/plan.json`` (a compare or sweep, finished or not: results.csv is
     derived from them); else its results.csv; else those of its subfolders (a suite's root)."""
@@ -47,8 +47,10 @@ def _sources(d: str | Path) -> list[Path]:
         return [path / "jobs"]
     if (path / "results.csv").is_file():
         return [path / "results.csv"]
+    if (path / "results.csv").exists():
+        raise DataError(f"{path / 'results.csv'}: exists but is not a file; expected the results.csv mmlab writes")
     subs = sorted(s for s in path.iterdir() if s.is_dir()) if path.is_dir() else []
-    found = [src for s in subs if (s / "results.csv").is_file() or has_plan(s / "jobs") for src in _sources(s)]
+    found = [src for s in subs if (s / "results.csv").is_file() or has_plan(s / "jobs") for src in result_sources(s)]
     if not found:
         raise DataError(f"{path}: no results file (expected a folder with results.csv, a compare or sweep folder "
                         "with jobs/, or the file itself)")
@@ -58,7 +60,7 @@ def _sources(d: str | Path) -> list[Path]:
 def missing_jobs(result_dirs: Sequence[str | Path]) -> list[str]:
     """The jobs of the compare / sweep folders among ``result_dirs`` that have no rows yet."""
     dirs = [result_dirs] if isinstance(result_dirs, (str, Path)) else result_dirs
-    return [m for d in dirs for src in _sources(d) if src.is_dir() for m in ex_missing_jobs(src)]
+    return [m for d in dirs for src in result_sources(d) if src.is_dir() for m in ex_missing_jobs(src)]
 
 
 def load_results(result_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
@@ -73,12 +75,18 @@ def load_results(result_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     if not result_dirs:
         raise DataError("build_report: result_dirs is empty; expected folders holding results.csv")
     rows, seen = [], {}
-    for path in (src for d in result_dirs for src in _sources(d)):
+    for path in (src for d in result_dirs for src in result_sources(d)):
         for r in (gather(path)[0] if path.is_dir() else read_results(path)):
             key = (*(r.get(k) for k in KEYS), split_of(r), r.get("seed"))
             if key in seen:
                 other, where = seen[key]
-                if any(_differs(r.get(c), other.get(c)) for c in METRICS):
+                differs = any(_differs(r.get(c), other.get(c)) for c in METRICS)
+                if differs and where == path:  # e.g. several seeds' rows in a file with no seed column
+                    why = " (it has no 'seed' column to tell the seeds' rows apart)" if r.get("seed") is None else ""
+                    raise DataError(f"{path}: result {dict(zip((*KEYS, 'split', 'seed'), key))} appears twice in "
+                                    f"this file with different values{why}; expected one row per dataset, method, "
+                                    "protocol, condition, split and seed")
+                if differs:
                     raise DataError(f"{path}: result {dict(zip((*KEYS, 'split', 'seed'), key))} is also in {where} with "
                                     "different values; report these runs separately")
                 continue
@@ -87,6 +95,16 @@ def load_results(result_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     if not rows:
         raise DataError(f"build_report: no result rows in {[str(d) for d in result_dirs]}")
     return rows
+
+
+MAX_LISTED = 20  # NaN results named in a report; the rest are counted
+
+
+def not_a_number(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """'dataset / method / protocol / condition / seed N: metric' for every NaN metric cell: a
+    group's mean over seeds is NaN when one seed's is, so the report says which."""
+    return [f"{' / '.join(str(r.get(k)) for k in KEYS)} / seed {r.get('seed')}: {c}"
+            for r in rows for c in METRICS if isinstance(r.get(c), float) and math.isnan(r[c])]
 
 
 def _differs(a: Any, b: Any) -> bool:
@@ -249,6 +267,16 @@ def build_report(result_dirs: Sequence[str | Path], out: str | Path, scale: floa
                *(f"- {m}" for m in missing)]
         body.append(f"<p><b>Partial results: {len(missing)} job(s) have no rows yet</b> (run the same command "
                     "again):</p><ul>" + "".join(f"<li>{html.escape(m)}</li>" for m in missing) + "</ul>")
+    bad = not_a_number(rows)
+    if bad:
+        head = (f"{len(bad)} result(s) are not a number (a diverged or failed run?); the cells whose mean over "
+                "seeds they enter show '-'")
+        md += ["", f"**{head}:**", "", *(f"- {b}" for b in bad[:MAX_LISTED])]
+        body.append(f"<p><b>{html.escape(head)}:</b></p><ul>"
+                    + "".join(f"<li>{html.escape(b)}</li>" for b in bad[:MAX_LISTED]) + "</ul>")
+        if len(bad) > MAX_LISTED:
+            md.append(f"- ... and {len(bad) - MAX_LISTED} more")
+            body.append(f"<p>... and {len(bad) - MAX_LISTED} more</p>")
     first_fig = True
     for d in datasets:
         agg = aggregate([r for r in rows if r["dataset"] == d])

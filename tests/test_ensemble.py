@@ -111,6 +111,7 @@ def test_a_finished_run_resumes_to_the_same_model(tiny, trio):
     ({"overrides": ["train.seed=5"]}, "EnsembleConfig.overrides 'train.seed=5': the run seed"),
     ({"member": "admc_cond"}, "chooses test-time options on valid"),
     ({"member": "cider"}, "reads token ids itself"),
+    ({"member": "pooled_linear"}, "'pooled_linear' gives the same model whatever the seed"),
     ({"overrides": "train.epochs=1"}, "overrides: expected a list"),
     ({"overrides": ["train.no_such_key=1"]}, "unknown key 'no_such_key'"),
     ({"preset": "no_such_preset"}, "method 'ae': unknown preset 'no_such_preset'"),

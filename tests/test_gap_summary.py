@@ -42,8 +42,15 @@ def test_the_documented_table_is_what_the_tool_prints():
 
 
 def test_folders_without_the_references_are_refused(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "results.csv").write_text("dataset,method,protocol,condition,split,seed,accuracy\n"
+                                       "synthetic,m,pattern,Average,test,1,0.6\n")
     with pytest.raises(SystemExit, match="bayes_oracle"):
-        TOOL["summary"]([tmp_path], [tmp_path])
+        TOOL["summary"]([plain], [plain])
+    (tmp_path / "empty").mkdir()  # a typo'd or empty folder is named, not skipped
+    with pytest.raises(SystemExit, match="empty: no results file"):
+        TOOL["main"](["--start", str(plain), "--now", str(tmp_path / "empty")])
     torn = tmp_path / "torn"
     torn.mkdir()
     (torn / "results.csv").write_text("dataset,method,protocol,condition,split,seed,accuracy\nsynthetic,m\n")

@@ -218,6 +218,50 @@ def test_a_torn_or_overlong_results_line_is_named(tmp_path, capsys, tail, fields
     assert "line 3 has" in capsys.readouterr().err
 
 
+def test_a_results_file_cut_mid_row_is_refused(tmp_path, capsys):
+    """A copy cut inside the last number ("0.45" -> "0.4") would read as another result: mmlab
+    ends every results.csv with a line end, so a last line without one is refused."""
+    from mmlab.evaluate import read_results
+
+    folder = tmp_path / "cut"
+    folder.mkdir()
+    (folder / "results.csv").write_text("dataset,method,protocol,condition,seed,accuracy\n"
+                                        "synthetic,m,pattern,full,1,0.5\nsynthetic,m,pattern,{A},1,0.4")
+    with pytest.raises(DataError, match="last line has no line end"):
+        read_results(folder / "results.csv")
+    assert main(["report", str(folder), "--out", str(tmp_path / "rep")]) == 2
+    assert "cut short" in capsys.readouterr().err
+
+
+def test_rows_of_several_seeds_without_a_seed_column_are_named(tmp_path, capsys):
+    folder = tmp_path / "noseed"
+    folder.mkdir()
+    (folder / "results.csv").write_text("dataset,method,protocol,condition,accuracy\n"
+                                        "synthetic,m,pattern,full,0.5\nsynthetic,m,pattern,full,0.6\n")
+    assert main(["report", str(folder), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert "appears twice in this file" in err and "no 'seed' column" in err and "also in" not in err
+
+
+def test_a_nan_result_is_named_in_the_report(tmp_path, capsys):
+    folder = tmp_path / "nan"
+    folder.mkdir()
+    (folder / "results.csv").write_text("dataset,method,protocol,condition,seed,accuracy\n"
+                                        "synthetic,m,pattern,full,1,nan\nsynthetic,m,pattern,full,2,0.5\n")
+    assert main(["report", str(folder), "--out", str(tmp_path / "rep")]) == 0
+    named = "synthetic / m / pattern / full / seed 1: accuracy"
+    assert named in capsys.readouterr().err
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "1 result(s) are not a number" in report and named in report
+    assert "| m | - |" in report  # the seed-2 value alone is not passed off as the mean
+
+
+def test_a_results_csv_that_is_a_folder_is_named(tmp_path, capsys):
+    (tmp_path / "odd" / "results.csv").mkdir(parents=True)
+    assert main(["report", str(tmp_path / "odd"), "--out", str(tmp_path / "rep")]) == 2
+    assert "results.csv: exists but is not a file" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("plan", ['[1, 2]', '{"jobs": [{"job": "x"}]}', '{"jobs": [', 'null'])
 def test_a_damaged_job_plan_is_named(tmp_path, capsys, plan):
     from mmlab.data.synthetic import make_synthetic

@@ -19,8 +19,9 @@ import re
 import sys
 from pathlib import Path
 
+from mmlab.errors import MMLabError
 from mmlab.evaluate import aggregate, split_of
-from mmlab.report import ORACLE, load_results, oracle_gap, wide_table
+from mmlab.report import ORACLE, load_results, oracle_gap, result_sources, wide_table
 from mmlab.tables import markdown_table, mean_std_cell
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -40,6 +41,7 @@ def _sources(folders: list[Path], dataset: str) -> list[Path]:
     """``folder/<dataset>/`` of a suite, or a single-dataset compare folder holding that dataset."""
     out = []
     for f in folders:
+        result_sources(f)  # a folder with no results at all (a typo, results.csv not a file) is an error, not skipped
         if (f / dataset).is_dir():
             out.append(f / dataset)
         elif ((f / "results.csv").is_file() or (f / "jobs").is_dir()) and any(
@@ -240,7 +242,10 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="rewrite the tables in README.md")
     ap.add_argument("--prefix", default="", help="name the tables <prefix>-<name> (e.g. cmarr)")
     args = ap.parse_args()
-    found = tables(args.folders, args.prefix)
+    try:
+        found = tables(args.folders, args.prefix)
+    except MMLabError as err:
+        sys.exit(f"readme_tables: {err}")
     if args.write:
         missing = write(README, found)
         print(f"rewrote {len(found) - len(missing)} tables in {README}")

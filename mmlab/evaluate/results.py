@@ -102,6 +102,9 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not a UTF-8 text file (byte {err.start}); expected a results.csv written by "
                         "mmlab") from None
+    if text and not text.endswith(("\n", "\r")):  # mmlab ends every file with a line end: a cut copy or crash
+        raise DataError(f"{path}: the last line has no line end, so the file may be cut short (a copy or write "
+                        "that stopped?); if its last row is complete, end it with a newline")
     try:
         reader = csv.DictReader(io.StringIO(text))
         rows = list(reader)

@@ -246,6 +246,9 @@ class Method(nn.Module):
     # True for a method that runs a text encoder on token ids itself (CIDer); every other method
     # gets a token modality as features of the shared frozen encoder (`mmlab.methods.text`)
     reads_tokens: bool = False
+    # False for a method whose fit draws nothing at random (`pooled_linear`): every seed gives the
+    # same model, so an ensemble of copies of it is refused
+    uses_seed: bool = True
 
     def stages(self, data: "MMDataset") -> list[Stage]:
         """The training stages, in order."""

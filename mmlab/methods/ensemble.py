@@ -62,6 +62,12 @@ class EnsembleConfig:
         if isinstance(self.size, bool) or not isinstance(self.size, int) or not 1 <= self.size <= MAX_SIZE:
             raise ConfigError(f"EnsembleConfig.size: expected an integer from 1 to {MAX_SIZE}, got {self.size!r}")
         check_member("EnsembleConfig", self.member, self.overrides, self.preset)
+        from mmlab.methods import method_class
+
+        if not getattr(method_class(self.member), "uses_seed", True):
+            raise ConfigError(f"EnsembleConfig.member: {self.member!r} gives the same model whatever the seed, so "
+                              f"its {self.size} copies would be identical; expected a method that trains from a "
+                              "random start")
 
 
 class Ensemble(Copies):

@@ -74,6 +74,7 @@ class PooledLinear(PooledStatistics):
 
     Config = PooledLinearConfig
     name = "pooled_linear"
+    uses_seed = False  # lbfgs from zeros on fixed rows: the run seed changes nothing
 
     def __init__(self, cfg: PooledLinearConfig | None, data: MMDataset):
         super().__init__(cfg or PooledLinearConfig(), data)
