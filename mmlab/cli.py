@@ -163,12 +163,13 @@ def cmd_report(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"mmlab report: partial results, {len(missing)} job(s) have no rows yet:", file=sys.stderr)
         for m in missing:
             print(f"  {m}", file=sys.stderr)
-    bad = not_a_number(load_results(args.results))
+    rows = load_results(args.results)
+    bad = not_a_number(rows)
     if bad:
         print(f"mmlab report: {len(bad)} result(s) are not a number; their cells show '-':", file=sys.stderr)
         for b in bad[:MAX_LISTED]:
             print(f"  {b}", file=sys.stderr)
-    for p in build_report(args.results, args.out):
+    for p in build_report(args.results, args.out, rows=rows):
         print(f"wrote {p}")
     return 0
 

@@ -197,14 +197,14 @@ def _numbers(value: Any) -> Any:
     return value
 
 
-DEVICE_NAME = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")  # spelling only: whether the device exists is for the job
+DEVICE_NAME = re.compile(r"cpu|auto|cuda(:\d+)?")  # spelling only: whether the device exists is for the job
 
 
 def check_device_name(device: Any, where: str = "device") -> str:
     """``device`` if it is spelled 'cpu', 'cuda', 'cuda:N' or 'auto'; `ConfigError` naming
     ``where`` otherwise. Checked when a command or sweep file is read, before any job runs (a
     sweep planned on a login node may run on GPU nodes, so CUDA need not be present here)."""
-    if not isinstance(device, str) or not DEVICE_NAME.match(device):
+    if not isinstance(device, str) or not DEVICE_NAME.fullmatch(device):
         raise ConfigError(f"{where}: expected cpu, cuda, cuda:N or auto, got {device!r}")
     return device
 

@@ -179,6 +179,8 @@ OUTSIDE_FULL_SUITE: dict[str, str] = {
     **dict.fromkeys(("zero_fill_x3", "ae_x3", "cra_x3"),
                     "deep ensembles of three (mmlab/methods/ensemble.py): three times a member's training; "
                     "measured on their own (docs/results/ensembles/)"),
+    "zero_fill_heads": "zero_fill with a classifier head per availability pattern: measured, no better than one "
+                       "shared head (docs/gap_to_oracle.md §17.4)",
     "zero_fill_pp": "one zero_fill per availability pattern (mmlab/methods/specialists.py): 2^M - 1 trainings "
                     "(63 on handwritten); measured on its own (docs/results/specialists/)",
     **dict.fromkeys(("zero_fill_maci", "cmarr_maci", "admc_maci"),

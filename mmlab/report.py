@@ -47,9 +47,11 @@ def result_sources(d: str | Path) -> list[Path]:
         return [path / "jobs"]
     if (path / "results.csv").is_file():
         return [path / "results.csv"]
-    if (path / "results.csv").exists():
-        raise DataError(f"{path / 'results.csv'}: exists but is not a file; expected the results.csv mmlab writes")
     subs = sorted(s for s in path.iterdir() if s.is_dir()) if path.is_dir() else []
+    for folder in (path, *subs):
+        if (folder / "results.csv").exists() and not (folder / "results.csv").is_file():
+            raise DataError(f"{folder / 'results.csv'}: exists but is not a file; expected the results.csv mmlab "
+                            "writes")
     found = [src for s in subs if (s / "results.csv").is_file() or has_plan(s / "jobs") for src in result_sources(s)]
     if not found:
         raise DataError(f"{path}: no results file (expected a folder with results.csv, a compare or sweep folder "
@@ -81,11 +83,11 @@ def load_results(result_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
             if key in seen:
                 other, where = seen[key]
                 differs = any(_differs(r.get(c), other.get(c)) for c in METRICS)
-                if differs and where == path:  # e.g. several seeds' rows in a file with no seed column
-                    why = " (it has no 'seed' column to tell the seeds' rows apart)" if r.get("seed") is None else ""
-                    raise DataError(f"{path}: result {dict(zip((*KEYS, 'split', 'seed'), key))} appears twice in "
-                                    f"this file with different values{why}; expected one row per dataset, method, "
-                                    "protocol, condition, split and seed")
+                if where == path and (differs or r.get("seed") is None):  # e.g. several seeds, no seed column
+                    why = " (with no seed to tell the rows of several seeds apart)" if r.get("seed") is None else ""
+                    raise DataError(f"{path}: result {dict(zip((*KEYS, 'split', 'seed'), key))} appears twice"
+                                    f"{why}; expected one row per dataset, method, protocol, condition, split and "
+                                    "seed")
                 if differs:
                     raise DataError(f"{path}: result {dict(zip((*KEYS, 'split', 'seed'), key))} is also in {where} with "
                                     "different values; report these runs separately")
@@ -234,16 +236,17 @@ def _safe(name: str) -> str:
 
 
 def build_report(result_dirs: Sequence[str | Path], out: str | Path, scale: float = 100.0,
-                 digits: int = 1) -> list[Path]:
+                 digits: int = 1, rows: Sequence[dict[str, Any]] | None = None) -> list[Path]:
     """Write ``<dataset>.csv`` per dataset, ``report.md`` and ``report.html`` into ``out``; rows of an
     extra test split are a dataset of their own, ``<dataset> (<split>)``.
 
+    ``rows``: those `load_results` read from ``result_dirs`` already (read again when None).
     ``out`` is created when missing; an existing file of the same name is never overwritten
     (`DataError` naming it: choose a new folder). Returns the written paths.
     """
 
     rows = [dict(r, dataset=f"{r['dataset']} ({split_of(r)})") if split_of(r) != "test" else r
-            for r in load_results(result_dirs)]  # an extra test split (test_ood) is a section of its own
+            for r in (load_results(result_dirs) if rows is None else rows)]  # test_ood: a section of its own
     out = Path(out)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     names = {d: _safe(d) for d in datasets}

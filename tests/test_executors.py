@@ -273,6 +273,7 @@ def test_sigterm_stops_the_jobs_and_a_rerun_finishes_them(tiny, tmp_path, execut
     (b"datasets: [synthetic]\ncheckpoint_seconds: .nan\n", "checkpoint_seconds: expected a number"),
     (b"datasets: [synthetic]\ndevice: gpu0\n", "device: expected cpu, cuda, cuda:N or auto, got 'gpu0'"),
     (b"datasets: [synthetic]\ndevice: 1\n", "device: expected cpu, cuda, cuda:N or auto, got 1"),
+    (b"datasets: [synthetic]\ndevice: \"cpu\\n\"\n", "device: expected cpu, cuda, cuda:N or auto, got 'cpu\\\\n'"),
     (b"datasets: [synthetic]\npreset: [paper]\n", "preset: expected a preset name"),
     (b"datasets: [synthetic]\ngrid:\n" + b"".join(b"  k%d.x: [0,1,2,3,4,5,6,7,8,9]\n" % i for i in range(8)),
      "grid: 100000000 points"),

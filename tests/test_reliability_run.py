@@ -240,7 +240,11 @@ def test_rows_of_several_seeds_without_a_seed_column_are_named(tmp_path, capsys)
                                         "synthetic,m,pattern,full,0.5\nsynthetic,m,pattern,full,0.6\n")
     assert main(["report", str(folder), "--out", str(tmp_path / "rep")]) == 2
     err = capsys.readouterr().err
-    assert "appears twice in this file" in err and "no 'seed' column" in err and "also in" not in err
+    assert "appears twice" in err and "with no seed" in err and "also in" not in err
+    (folder / "results.csv").write_text("dataset,method,protocol,condition,accuracy\n"  # equal values: still two seeds
+                                        "synthetic,m,pattern,full,0.5\nsynthetic,m,pattern,full,0.5\n")
+    assert main(["report", str(folder), "--out", str(tmp_path / "rep")]) == 2
+    assert "with no seed" in capsys.readouterr().err
 
 
 def test_a_nan_result_is_named_in_the_report(tmp_path, capsys):
@@ -259,7 +263,13 @@ def test_a_nan_result_is_named_in_the_report(tmp_path, capsys):
 def test_a_results_csv_that_is_a_folder_is_named(tmp_path, capsys):
     (tmp_path / "odd" / "results.csv").mkdir(parents=True)
     assert main(["report", str(tmp_path / "odd"), "--out", str(tmp_path / "rep")]) == 2
-    assert "results.csv: exists but is not a file" in capsys.readouterr().err
+    assert "odd/results.csv: exists but is not a file" in capsys.readouterr().err
+    suite = tmp_path / "suite"  # in a suite's dataset folder too, not skipped
+    (suite / "a").mkdir(parents=True)
+    (suite / "a" / "results.csv").write_text("dataset,method,protocol,condition,seed,accuracy\na,m,pattern,full,1,0.5\n")
+    (suite / "b" / "results.csv").mkdir(parents=True)
+    assert main(["report", str(suite), "--out", str(tmp_path / "rep2")]) == 2
+    assert "b/results.csv: exists but is not a file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("plan", ['[1, 2]', '{"jobs": [{"job": "x"}]}', '{"jobs": [', 'null'])

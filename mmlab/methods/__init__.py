@@ -51,6 +51,8 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "kernel_experts": ("mmlab.methods.kernel_experts:KernelExperts", {}),  # product of per-modality kernel experts
     # ours: deep ensembles of three (mmlab/methods/ensemble.py), the seed variance averaged out
     **{f"{m}_x3": ("mmlab.methods.ensemble:Ensemble", {"member": m, "size": 3}) for m in ("zero_fill", "ae", "cra")},
+    # ours: zero_fill with shared encoders and a classifier head per availability pattern
+    "zero_fill_heads": (_FILL, {"fill": "zero", "heads": "pattern"}),
     # ours: one zero_fill per availability pattern (mmlab/methods/specialists.py)
     "zero_fill_pp": ("mmlab.methods.specialists:Specialists", {"member": "zero_fill"}),
     # CIDer (mmlab/methods/cider.py) and rows of its Table V

@@ -25,11 +25,13 @@ from torch.nn import functional as F
 
 from mmlab.data.batch import MMBatch
 from mmlab.data.dataset import MMDataset
+from mmlab.errors import ConfigError
 from mmlab.methods.base import VALIDATE_ON, Method, Stage, TrainConfig, Validation
 from mmlab.methods.baselines.common import (EncoderBank, check_choice, check_positive, check_unit,
                                             cpu_encoder, cpu_train)
 from mmlab.missing import RandomPattern, make_fill, random_mask_batch
 from mmlab.nn.encoders import EncoderConfig, MLPHead
+from mmlab.nn.pattern_heads import PatternHeads
 
 
 @dataclass
@@ -44,12 +46,18 @@ class FillFusionConfig:
     train_on: str = "random"
     p_full: float = 1 / 7
     validate_on: str = "six"
+    heads: str = "shared"
     train: TrainConfig = field(default_factory=lambda: cpu_train(epochs=20))
 
     def __post_init__(self) -> None:
         check_choice("FillFusionConfig", "fill", self.fill, ("zero", "mean"))
         check_choice("FillFusionConfig", "train_on", self.train_on, ("random", "full"))
         check_choice("FillFusionConfig", "validate_on", self.validate_on, VALIDATE_ON)
+        check_choice("FillFusionConfig", "heads", self.heads, ("shared", "pattern"))
+        if self.heads == "pattern" and (self.train_on == "full" or self.p_full >= 1):
+            raise ConfigError("FillFusionConfig.heads: 'pattern' needs training under missing patterns "
+                              f"(train_on='random', p_full < 1); got train_on={self.train_on!r}, p_full={self.p_full}: "
+                              "the heads of the missing patterns would never be trained")
         check_unit("FillFusionConfig", "p_full", self.p_full)
         check_unit("FillFusionConfig", "dropout", self.dropout, upper_open=True)
         check_positive("FillFusionConfig", "hidden", self.hidden)
@@ -72,11 +80,16 @@ class FillFusion(Method):
         self.cfg = cfg
         self.fill = cfg.fill
         self.encoders = EncoderBank(data, cfg.encoder)
-        self.head = MLPHead(self.encoders.d_total, data.n_classes, cfg.hidden, cfg.dropout)
+        if cfg.heads == "pattern":
+            self.head = PatternHeads(len(data.modalities), self.encoders.d_total, data.n_classes, cfg.hidden,
+                                     cfg.dropout)
+        else:
+            self.head = MLPHead(self.encoders.d_total, data.n_classes, cfg.hidden, cfg.dropout)
         self.fill_policy = None  # built from the train rows in `stages`
 
     def predict_logits(self, batch: MMBatch) -> torch.Tensor:
-        return self.head(self.encoders(batch.feats, batch.pad_mask))
+        h = self.encoders(batch.feats, batch.pad_mask)
+        return self.head(h, batch.avail) if self.cfg.heads == "pattern" else self.head(h)
 
     def stages(self, data: MMDataset) -> list[Stage]:
         self.fill_policy = make_fill(self.cfg.fill, train=data.subset("train"))
