@@ -181,6 +181,8 @@ OUTSIDE_FULL_SUITE: dict[str, str] = {
                     "measured on their own (docs/results/ensembles/)"),
     "zero_fill_heads": "zero_fill with a classifier head per availability pattern: measured, no better than one "
                        "shared head (docs/gap_to_oracle.md §17.4)",
+    "zero_fill_pp_shared": "zero_fill_pp plus the shared zero_fill, chosen per pattern on valid: 2^M trainings; "
+                           "measured on its own (docs/results/specialists/)",
     "zero_fill_pp": "one zero_fill per availability pattern (mmlab/methods/specialists.py): 2^M - 1 trainings "
                     "(63 on handwritten); measured on its own (docs/results/specialists/)",
     **dict.fromkeys(("zero_fill_maci", "cmarr_maci", "admc_maci"),

@@ -67,7 +67,7 @@ from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError, DataError, MMLabError
 from mmlab.progress import progress
 from mmlab.evaluate import validate as run_validation
-from mmlab.evaluate import validate_classifier
+from mmlab.evaluate import validate_classifier, validate_per_pattern
 from mmlab.nn.averaging import WeightAverage
 from mmlab.methods.base import (HIGHER_IS_BETTER, LOWER_IS_BETTER, VALIDATE_ON, FeatureBatch, Method, Stage,
                                 TrainConfig, Validation)
@@ -311,6 +311,8 @@ class Trainer:
             return None
         names = list(grid)
         combos = [dict(zip(names, values)) for values in itertools.product(*grid.values())]
+        if self.method.test_options_per_pattern:
+            return self._choose_per_pattern(valid, combos)
         scores = []
         for combo in combos:
             self.method.set_test_options(**combo)
@@ -321,6 +323,18 @@ class Trainer:
         self.method.set_test_options(**combos[best])
         return {"test_options": combos[best], "chosen_on": f"valid accuracy, {self.method.test_options_patterns}",
                 "scores": [{**c, "accuracy": s} for c, s in zip(combos, scores)]}
+
+    def _choose_per_pattern(self, valid: MMDataset, combos: list[dict[str, Any]]) -> dict[str, Any]:
+        """Each availability pattern's own best combination on valid accuracy (the first on a tie)."""
+        per = []
+        for combo in combos:
+            self.method.set_test_options(**combo)
+            per.append(validate_per_pattern(self.method, valid, self.config.eval_batch_size, device=self.device))
+        choice = {p: combos[first_best([s[p]["accuracy"] for s in per])] for p in per[0]}
+        self.method.set_pattern_options(choice)
+        return {"test_options_per_pattern": {"+".join(p): c for p, c in choice.items()},
+                "chosen_on": "valid accuracy, each availability pattern on its own",
+                "scores": [{**c, **{"+".join(p): v["accuracy"] for p, v in s.items()}} for c, s in zip(combos, per)]}
 
     # ------------------------------------------------------------------ metrics.csv
     def _log(self, stage: str, epoch: int, split: str, values: dict[str, float]) -> None:
@@ -392,11 +406,24 @@ class Trainer:
         return params, own
 
     def _averaged_names(self, stage: Stage, params: list[nn.Parameter]) -> set[str]:
-        """``state_dict`` names of what a stage's weight average averages: its trainable
-        parameters and the buffers of its modules (e.g. normalisation statistics)."""
+        """``state_dict`` names (within the stage's `_scope`) of what its weight average averages:
+        its trainable parameters and the buffers of its modules (e.g. normalisation statistics)."""
         mine = {id(p) for p in params} | {id(b) for mod in stage.modules for b in mod.buffers()}
-        return {n for n, t in itertools.chain(self.method.named_parameters(remove_duplicate=False),
-                                              self.method.named_buffers(remove_duplicate=False)) if id(t) in mine}
+        scope = self._scope(stage)
+        return {n for n, t in itertools.chain(scope.named_parameters(remove_duplicate=False),
+                                              scope.named_buffers(remove_duplicate=False)) if id(t) in mine}
+
+    def _scope(self, stage: Stage) -> nn.Module:
+        """What the stage's checkpoints, best state and weight average hold: ``Stage.state`` (a part
+        of the method that holds every module of the stage) or the whole method."""
+        if stage.state is None:
+            return self.method
+        if not any(stage.state is m for m in self.method.modules()):
+            raise ConfigError(f"stage {stage.name!r}: Stage.state is not a part of the method")
+        inside = {id(t) for t in itertools.chain(stage.state.parameters(), stage.state.buffers())}
+        if any(id(t) not in inside for mod in stage.modules for t in itertools.chain(mod.parameters(), mod.buffers())):
+            raise ConfigError(f"stage {stage.name!r}: Stage.state must hold every module of Stage.modules")
+        return stage.state
 
     def _optimizer(self, stage: Stage, cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         """Adam / AdamW over the stage's parameter groups (`Stage.param_groups`, default one group)."""
@@ -417,7 +444,7 @@ class Trainer:
                     opt: torch.optim.Optimizer | None, average: WeightAverage | None = None) -> dict:
         return {
             "mmlab_version": mmlab.__version__, "stage": stage.name, "stage_index": i, "epoch": st.epoch,
-            "model": self.method.state_dict(), "optimizer": opt.state_dict() if opt is not None else {},
+            "model": self._scope(stage).state_dict(), "optimizer": opt.state_dict() if opt is not None else {},
             "config": to_dict(cfg), "best_metric": st.best_metric, "best_epoch": st.best_epoch,
             "best_val": st.best_val, "best_state": st.best_state, "bad_epochs": st.bad_epochs, "done": st.done,
             "rng": _rng_states(), "ema": average.saved() if average is not None else None,
@@ -454,8 +481,9 @@ class Trainer:
         rows = self._stage_rows(stage)
         st = _StageState()
         ckpt = _check_checkpoint(load_checkpoint(last, self.device), last, stage.name) if last.exists() else None
+        scope = self._scope(stage)
         if ckpt is not None and ckpt.get("done"):
-            _load_state(self.method, ckpt["best_state"], last)
+            _load_state(scope, ckpt["best_state"], last)
             st = self._restore_state(ckpt)
             self._end_stage(i, stage)
             return st.summary()
@@ -466,7 +494,7 @@ class Trainer:
         opt = self._optimizer(stage, cfg, params) if params else None
         base_lrs = [g["lr"] for g in opt.param_groups] if opt is not None else []
         if ckpt is not None:
-            _load_state(self.method, ckpt["model"], last)
+            _load_state(scope, ckpt["model"], last)
             try:
                 if opt is not None:
                     opt.load_state_dict(ckpt["optimizer"])
@@ -475,13 +503,13 @@ class Trainer:
                 raise DataError(f"{last}: damaged checkpoint ({type(err).__name__}: {err}); {_WAY_OUT}") from None
             st = self._restore_state(ckpt)
         if st.best_state is None:
-            st.best_state = _clone_state(self.method)
+            st.best_state = _clone_state(scope)
         average = None
         if cfg.ema > 0 and opt is not None:
             saved = ckpt.get("ema") if ckpt is not None else None
             try:
-                average = WeightAverage(self.method, cfg.ema, saved, averaged=self._averaged_names(stage, params))
-                live = self.method.state_dict()
+                average = WeightAverage(scope, cfg.ema, saved, averaged=self._averaged_names(stage, params))
+                live = scope.state_dict()
                 if average.state is not None and (set(average.state) != set(live) or any(
                         v.shape != live[k].shape or v.dtype != live[k].dtype for k, v in average.state.items())):
                     raise KeyError("its weights are not this model's")
@@ -513,7 +541,7 @@ class Trainer:
                     m = val[cfg.select_metric]
                     if st.best_metric is None or (m > st.best_metric if higher else m < st.best_metric):
                         st.best_metric, st.best_epoch, st.best_val, st.bad_epochs = m, st.epoch, val, 0
-                        st.best_state = _clone_state(self.method)
+                        st.best_state = _clone_state(scope)
                     else:
                         st.bad_epochs += 1
                 if st.epoch > logged:
@@ -534,7 +562,7 @@ class Trainer:
             bar.close()
             for p in self.method.parameters():
                 p.requires_grad_(flags[id(p)])
-        self.method.load_state_dict(st.best_state)
+        scope.load_state_dict(st.best_state)
         st.done = True
         # best.pt once per stage (the best state so far also travels in every last.pt)
         save_checkpoint(best, {"mmlab_version": mmlab.__version__, "stage": stage.name, "epoch": st.best_epoch or 0,

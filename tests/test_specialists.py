@@ -128,3 +128,56 @@ def test_natural_missingness_trains_each_specialist_on_the_rows_that_have_its_mo
     no_train_a = replace(tiny, avail={"A": tiny.split != "train"}, info={})
     with pytest.raises(DataError, match="no train row has all of"):
         make_method("zero_fill_pp", no_train_a)
+
+
+@pytest.fixture(scope="module")
+def with_shared(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("zero_fill_pp_shared")
+    return train("zero_fill_pp_shared", tiny, out, {"overrides": FAST}), out
+
+
+def _logits(method, data, pattern):
+    batch = data.batch(np.arange(len(data)))
+    masks = draw_masks(FixedPattern(pattern), pad_masks(data), data.modalities, 0)
+    with torch.no_grad():
+        return method.predict_logits(mask_batch(batch, masks, resolve_fill("zero", None)))
+
+
+def test_shared_choice_is_made_per_pattern_on_valid_and_recorded(with_shared, trained, tiny):
+    """The specialists are zero_fill_pp's to the bit; each pattern is classified by the specialist
+    or the shared model, whichever valid accuracy on that pattern alone prefers."""
+    import json
+
+    from mmlab.evaluate import validate_per_pattern
+
+    method, out = with_shared
+    plain, _ = trained
+    assert "shared" in dict(method.named_copies()) and (out / "checkpoints" / "shared-fusion").is_dir()
+    assert method.shared.cfg.train_on == "random" and method.shared.seed not in {m.seed for m in method.specialists.values()}
+    record = json.loads((out / "calibration.json").read_text())["test_options_per_pattern"]
+    assert len(record) == 7 and {c["source"] for c in record.values()} <= {"specialist", "shared"}
+    chosen = method.chosen()
+    valid, test = tiny.subset("valid"), tiny.subset("test")
+    method.set_test_options(source="specialist")
+    spec = validate_per_pattern(method, valid)
+    method.set_test_options(source="shared")
+    shared = validate_per_pattern(method, valid)
+    for key, modalities in method.patterns.items():
+        want = "shared" if shared[modalities]["accuracy"] > spec[modalities]["accuracy"] + 1e-9 else "specialist"
+        assert chosen[key] == want and record["+".join(modalities)]["source"] == want
+    method.set_pattern_options({p: {"source": chosen[k]} for k, p in method.patterns.items()})
+    for key, modalities in method.patterns.items():
+        got = _logits(method, test, modalities)
+        if chosen[key] == "specialist":
+            assert torch.equal(got, _logits(plain, test, modalities))
+        else:
+            assert torch.allclose(got, _logits(method.shared, test, modalities))
+
+
+def test_shared_must_be_a_flag(tiny):
+    from mmlab.methods.specialists import SpecialistsConfig
+
+    with pytest.raises(ConfigError, match="shared: expected true"):
+        make_method("zero_fill_pp", tiny, {"shared": "maybe"})
+    with pytest.raises(ConfigError, match="SpecialistsConfig.shared: expected true or false"):
+        SpecialistsConfig(shared="yes")

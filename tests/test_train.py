@@ -381,3 +381,60 @@ def test_test_options_tie_ignores_last_bit_rounding(tmp_path, monkeypatch):
     monkeypatch.setattr(mmlab.train, "validate_classifier", lambda *a, **k: {"accuracy": next(scores)})
     chosen = Trainer(method, data, tmp_path / "run", TrainConfig(progress=False))._choose_test_options(data.subset("valid"))
     assert chosen["test_options"] == {"k": 1} and method.k == 1
+
+
+# ----------------------------------------------------------------------------- Stage.state
+class ScopedTwoStage(TwoStage):
+    """`TwoStage` whose "heads" stage checkpoints the heads only (``Stage.state``)."""
+
+    name = "scoped_two_stage_test"
+
+    def stages(self, data):
+        fusion, heads = super().stages(data)
+        return [fusion, replace(heads, state=self.heads)]
+
+
+def test_a_scoped_stage_checkpoints_its_part_and_resumes_bit_identically(tmp_path, uninterrupted):
+    data, res_full, state_full, rows_full = uninterrupted
+
+    def killer(stage, epoch, metrics):
+        if (stage, epoch) == ("heads", 2):
+            raise Crash()
+
+    torch.manual_seed(0)
+    run = TrainConfig(progress=False, checkpoint_seconds=0.0)
+    with pytest.raises(Crash):
+        Trainer(ScopedTwoStage(SMALL, data), data, tmp_path, run, on_epoch_end=killer).fit()
+    last = load_checkpoint(tmp_path / "checkpoints" / "heads" / "last.pt")
+    heads_keys = set(ScopedTwoStage(SMALL, data).heads.state_dict())
+    assert set(last["model"]) == heads_keys == set(last["best_state"])  # the heads only, relative to them
+    assert len(load_checkpoint(tmp_path / "checkpoints" / "fusion" / "last.pt")["model"]) > len(heads_keys)
+
+    torch.manual_seed(123)  # another init: the weights must come from the checkpoints
+    model = ScopedTwoStage(SMALL, data)
+    assert Trainer(model, data, tmp_path, run).fit() == res_full
+    resumed = state(model)
+    assert all(torch.equal(resumed[k], state_full[k]) for k in state_full)
+    torch.manual_seed(7)  # a finished run loads every stage's part again
+    again = ScopedTwoStage(SMALL, data)
+    Trainer(again, data, tmp_path, QUIET).fit()
+    assert all(torch.equal(v, state_full[k]) for k, v in state(again).items())
+
+
+def test_a_stage_state_outside_the_method_or_its_modules_is_refused(tmp_path):
+    data = toy_data(90)
+
+    class Outside(ZeroFillLateFusion):
+        def stages(self, d):
+            (fusion,) = super().stages(d)
+            return [replace(fusion, state=torch.nn.Linear(2, 2))]
+
+    class Narrow(TwoStage):
+        def stages(self, d):
+            fusion, heads = super().stages(d)
+            return [replace(fusion, state=self.heads), heads]
+
+    with pytest.raises(ConfigError, match="Stage.state is not a part of the method"):
+        Trainer(Outside(SMALL, data), data, tmp_path / "a", QUIET).fit()
+    with pytest.raises(ConfigError, match="Stage.state must hold every module of Stage.modules"):
+        Trainer(Narrow(SMALL, data), data, tmp_path / "b", QUIET).fit()

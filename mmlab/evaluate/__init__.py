@@ -22,7 +22,8 @@ an `mmlab.methods.base.Method` or, e.g., a wrapper around a dataset's Bayes orac
 
 from mmlab.evaluate.scoring import (AUILC, AVERAGE, DEFAULT_RATES, KEYS, METRICS, NON_METRICS, Condition, Predictor,
                                     classifier_scores, eta_conditions, evaluate, pattern_conditions, predict,
-                                    rate_conditions, validate, validate_classifier)
+                                    rate_conditions, validate, validate_classifier,
+                                    validate_per_pattern)
 from mmlab.evaluate.generation import EXACT, exact_name, generation_table, inference_throughput, oracle_table
 from mmlab.evaluate.results import (CSV_NAME, MD_NAME, UNSCALED, aggregate, metric_scale, read_results,
                                     results_markdown, split_of, write_results)
@@ -31,4 +32,4 @@ __all__ = ["AUILC", "AVERAGE", "CSV_NAME", "DEFAULT_RATES", "EXACT", "exact_name
            "Condition", "Predictor", "aggregate", "classifier_scores", "eta_conditions", "evaluate",
            "generation_table", "inference_throughput", "oracle_table", "pattern_conditions", "predict",
            "rate_conditions", "read_results", "results_markdown", "metric_scale", "split_of", "UNSCALED", "validate",
-           "validate_classifier", "write_results"]
+           "validate_classifier", "validate_per_pattern", "write_results"]

@@ -218,23 +218,40 @@ def validate_classifier(method: Predictor | Callable[[Any], torch.Tensor], data:
     function of an `MMBatch` (e.g. MMIN's teacher). ``fill`` overrides ``method.fill`` (a policy
     name or object). Only valid-split rows are accepted: model selection never sees a test split.
     """
-    if len(data) == 0 or set(np.unique(data.split)) != {"valid"}:
-        raise DataError(f"validate: expected rows of the 'valid' split only, got splits {sorted(set(data.split))}")
     if patterns not in VALIDATE_ON:
         raise ConfigError(f"validate: patterns expected one of {list(VALIDATE_ON)}, got {patterns!r}")
+    six = [p.available for p in all_patterns(data.modalities)]
+    conds = {"full": [None], "six": six, "seven": [None, *six]}[patterns]
+    rows = list(_pattern_scores(method, data, conds, batch_size, fill, device).values())
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+@torch.no_grad()
+def validate_per_pattern(method: Predictor | Callable[[Any], torch.Tensor], data: MMDataset, batch_size: int = 256,
+                         fill: Any = None, device: str | torch.device | None = None
+                         ) -> dict[tuple[str, ...], dict[str, float]]:
+    """`validate_classifier`'s scores for each availability pattern on its own, full input
+    included: ``{available modalities: scores}`` (full input: all of ``data.modalities``)."""
+    conds = [None, *(p.available for p in all_patterns(data.modalities))]
+    return _pattern_scores(method, data, conds, batch_size, fill, device)
+
+
+def _pattern_scores(method, data: MMDataset, conds: list, batch_size: int, fill: Any,
+                    device: str | torch.device | None) -> dict[tuple[str, ...], dict[str, float]]:
+    """Scores on the valid rows under each pattern of ``conds`` (None = full input)."""
+    if len(data) == 0 or set(np.unique(data.split)) != {"valid"}:
+        raise DataError(f"validate: expected rows of the 'valid' split only, got splits {sorted(set(data.split))}")
     if device is None:
         owner = method if isinstance(method, torch.nn.Module) else getattr(method, "__self__", None)
         device = module_device(owner) if isinstance(owner, torch.nn.Module) else torch.device("cpu")
     fill = resolve_fill(getattr(method, "fill", "zero") if fill is None else fill, None)
-    six = [p.available for p in all_patterns(data.modalities)]
-    conds = {"full": [None], "six": six, "seven": [None, *six]}[patterns]
     pad = pad_masks(data)
-    rows = []
+    out = {}
     for cond in conds:
         masks = None if cond is None else draw_masks(FixedPattern(cond), pad, data.modalities, 0)
         logits = predict(method, data, masks, batch_size, device, fill=fill)
-        rows.append(classifier_scores(logits, data.y, data.n_classes))
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        out[tuple(data.modalities) if cond is None else tuple(cond)] = classifier_scores(logits, data.y, data.n_classes)
+    return out
 
 
 def classifier_scores(logits: np.ndarray | torch.Tensor, y: np.ndarray, n_classes: int) -> dict[str, float]:

@@ -55,6 +55,8 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "zero_fill_heads": (_FILL, {"fill": "zero", "heads": "pattern"}),
     # ours: one zero_fill per availability pattern (mmlab/methods/specialists.py)
     "zero_fill_pp": ("mmlab.methods.specialists:Specialists", {"member": "zero_fill"}),
+    # ours: zero_fill_pp plus the shared zero_fill, chosen per pattern on valid
+    "zero_fill_pp_shared": ("mmlab.methods.specialists:Specialists", {"member": "zero_fill", "shared": True}),
     # CIDer (mmlab/methods/cider.py) and rows of its Table V
     "cider": ("mmlab.methods.cider:CIDer", {}),
     "cider_wo_mssd": ("mmlab.methods.cider:CIDer", {"mssd": False}),

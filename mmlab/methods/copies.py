@@ -1,7 +1,8 @@
 """What the methods made of copies of another registered method share (`Ensemble`,
 `Specialists`): the member checked when the config is made, the run seed handed on to every
-copy, every copy's stages on the one Trainer (renamed ``<copy>-<stage>`` and validated on their
-own copy's predictions), and each copy's own calibration.
+copy, every copy's stages on the one Trainer (renamed ``<copy>-<stage>``, validated on their
+own copy's predictions, and checkpointing their own copy only: ``Stage.state``), and each copy's
+own calibration.
 
 A subclass builds ``self.copies`` (name -> member) and says, per copy, its seed
 (`copy_seed`), the dataset its stages are declared on (`copy_data`) and the rows it trains on
@@ -94,7 +95,8 @@ class Copies(Method):
                 if check.kind == "classifier":
                     check = replace(check, logits=check.logits or member.predict_logits, fill=check.fill or member.fill)
                 out.append(replace(stage, name=f"{name}-{stage.name}", validate=check,
-                                   data=self.copy_rows(name, stage, data)))
+                                   data=self.copy_rows(name, stage, data),
+                                   state=stage.state if stage.state is not None else member))
         return out
 
     def calibrate(self, valid: MMDataset) -> dict | None:

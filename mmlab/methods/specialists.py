@@ -16,6 +16,13 @@ It costs 2^M - 1 trainings (7 for three modalities; each on fewer modalities, so
 the shared model's), and a pattern that is rare or absent in a real test set still costs its
 training. More than ``max_modalities`` modalities are refused (2^M models).
 
+With ``shared=True`` (registered as ``zero_fill_pp_shared``) the member is also trained once as
+the shared model (its own defaults and ``overrides``, on every row), and for each pattern the
+Trainer chooses on valid accuracy, that pattern alone, between its specialist and the shared
+model (`Method.test_options_per_pattern`; the specialist on a tie). Where sharing helps a
+pattern (on `synthetic`, {T}: its text encoder learns from four patterns) the shared model can
+keep it. One more training; its seed is ``derive_seed(seed, "specialist", "shared")``.
+
 Seeds: the specialist of all modalities keeps the run seed; the others get
 ``derive_seed(seed, "specialist", pattern)``. Natural missingness (``MMDataset.avail``): a
 specialist is built and trained on the rows that have all of its modalities (`rows_with`), and a
@@ -46,13 +53,15 @@ class SpecialistsConfig:
     """``member``: a registered method name that can train and validate on complete input;
     ``specialist_overrides``: how each copy is told to train on its pattern only;
     ``overrides``: dotted overrides for every specialist after those; ``preset``: the member's
-    preset; ``max_modalities``: refuse datasets with more (2^M - 1 specialists)."""
+    preset; ``max_modalities``: refuse datasets with more (2^M - 1 specialists); ``shared``: also
+    train the shared member and choose per pattern on valid between it and the specialist."""
 
     member: str = "zero_fill"
     specialist_overrides: list[str] = field(default_factory=lambda: ["train_on=full", "validate_on=full"])
     overrides: list[str] = field(default_factory=list)
     preset: str | None = None
     max_modalities: int = 6
+    shared: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.specialist_overrides, list):
@@ -62,6 +71,11 @@ class SpecialistsConfig:
                      if isinstance(self.overrides, list) else self.overrides, self.preset)
         if isinstance(self.max_modalities, bool) or not isinstance(self.max_modalities, int) or self.max_modalities < 1:
             raise ConfigError(f"SpecialistsConfig.max_modalities: expected a positive integer, got {self.max_modalities!r}")
+        if not isinstance(self.shared, bool):
+            raise ConfigError(f"SpecialistsConfig.shared: expected true or false, got {self.shared!r}")
+
+
+SHARED = "shared"  # the copy trained on every pattern (``shared=True``)
 
 
 def pattern_name(modalities: tuple[str, ...]) -> str:
@@ -120,32 +134,56 @@ class Specialists(Copies):
                        for key, p in self.patterns.items()}
         refuse_unsupported("SpecialistsConfig", cfg.member, next(iter(specialists.values())))  # one member class
         self.specialists = nn.ModuleDict(specialists)
+        self.shared = make_method(cfg.member, data, list(cfg.overrides), preset=cfg.preset) if cfg.shared else None
+        # per pattern (in `patterns` order): classify with the shared model instead of the specialist
+        self.register_buffer("use_shared", torch.zeros(len(self.patterns), dtype=torch.bool))
         counts = np.bincount(data.y[data.split == "train"], minlength=data.n_classes).astype(np.float64)
         self.register_buffer("log_prior", torch.tensor(np.log((counts + 1) / (counts + 1).sum()), dtype=torch.float32))
-        self.fill = "zero"
+        self.fill = self.shared.fill if self.shared is not None else "zero"  # specialists never see a missing modality
+
+    test_options_per_pattern = True
 
     def named_copies(self) -> Iterator[tuple[str, Method]]:
-        return iter(getattr(self, "specialists", {}).items())
+        yield from getattr(self, "specialists", {}).items()
+        if getattr(self, "shared", None) is not None:
+            yield SHARED, self.shared
 
     def copy_seed(self, name: str) -> int:
         """The run seed for the specialist of all modalities, a derived one for the others."""
-        return self._seed if len(self.patterns[name]) == len(self.modalities) else derive_seed(
+        return self._seed if name != SHARED and len(self.patterns[name]) == len(self.modalities) else derive_seed(
             self._seed, "specialist", name)
 
     def copy_data(self, name: str, data: MMDataset) -> MMDataset:
-        return restrict(data, self.patterns[name])
+        return data if name == SHARED else restrict(data, self.patterns[name])
 
     def copy_rows(self, name: str, stage: Stage, data: MMDataset) -> MMDataset | None:
         """Under natural missingness, the train rows that have all the pattern's modalities."""
-        if not data.avail:
+        if not data.avail or name == SHARED:
             return stage.data
         return rows_with(stage.data if stage.data is not None else data.subset("train"), self.patterns[name])
 
     def copy_valid(self, name: str, valid: MMDataset) -> MMDataset | None:
+        if name == SHARED:
+            return valid
         try:
             return restrict(valid, self.patterns[name], needed="valid")
         except DataError:
             return None  # no valid row has the pattern: nothing to calibrate on
+
+    # ------------------------------------------------------------------ shared or specialist, per pattern
+    def test_options(self) -> dict[str, list[str]]:
+        return {"source": ["specialist", SHARED]} if self.shared is not None else {}
+
+    def set_test_options(self, source: str) -> None:
+        self.use_shared.fill_(source == SHARED)
+
+    def set_pattern_options(self, choice: dict[tuple[str, ...], dict[str, str]]) -> None:
+        for i, key in enumerate(self.patterns):
+            self.use_shared[i] = choice[self.patterns[key]]["source"] == SHARED
+
+    def chosen(self) -> dict[str, str]:
+        """Pattern -> "specialist" or "shared" (all "specialist" without a shared model)."""
+        return {key: SHARED if flag else "specialist" for key, flag in zip(self.patterns, self.use_shared.tolist())}
 
     def predict_logits(self, batch: MMBatch) -> torch.Tensor:
         """Each row from the specialist of its available modalities (no modality: the prior)."""
@@ -157,5 +195,7 @@ class Specialists(Copies):
             if not present:
                 continue
             idx = (inverse == r).nonzero().squeeze(1)
-            out[idx] = self.specialists[pattern_name(present)].predict_logits(batch.index(idx)).float()
+            key = pattern_name(present)
+            model = self.shared if self.use_shared[list(self.patterns).index(key)] else self.specialists[key]
+            out[idx] = model.predict_logits(batch.index(idx)).float()
         return out
