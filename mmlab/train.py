@@ -32,6 +32,10 @@ Layout of ``out_dir``::
                                       (``done: True``); it holds the best state so far too
     checkpoints/<stage>/best.pt       the stage's best state, written when the stage ends
 
+Both hold the whole method's weights, or those of the stage's ``Stage.state`` (a copy of an
+ensemble or a specialist) keyed within it; resuming then rebuilds the rest from the method's
+constructor, so build it the same way (the run seed set first, as `mmlab.experiments` does).
+
 Checkpoints are plain dicts loadable with ``torch.load(path, weights_only=True)``. Calling
 `Trainer.fit` again on the same ``out_dir`` resumes: finished stages are skipped (their best
 state is loaded and ``on_end`` re-run), an unfinished stage continues from its ``last.pt``;
@@ -68,6 +72,7 @@ from mmlab.errors import ConfigError, DataError, MMLabError
 from mmlab.progress import progress
 from mmlab.evaluate import validate as run_validation
 from mmlab.evaluate import validate_classifier, validate_per_pattern
+from mmlab.missing import resolve_fill
 from mmlab.nn.averaging import WeightAverage
 from mmlab.methods.base import (HIGHER_IS_BETTER, LOWER_IS_BETTER, VALIDATE_ON, FeatureBatch, Method, Stage,
                                 TrainConfig, Validation)
@@ -182,6 +187,20 @@ def _load_state(method: nn.Module, state: dict[str, Any], path: Path) -> None:
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
         first = str(err).strip().splitlines()[0][:300]
         raise DataError(f"{path}: its weights do not fit this method ({first}); {_WAY_OUT}") from None
+
+
+def _narrowed(ckpt: dict[str, Any], prefix: str, keys: set[str]) -> dict[str, Any]:
+    """A checkpoint of a stage with ``Stage.state`` written before stages had it (its weights
+    keyed over the whole method): the weights of the stage's part (``keys``), keyed within it."""
+    def cut(state: Any) -> Any:
+        if not isinstance(state, dict) or set(state) == keys or not all(prefix + k in state for k in keys):
+            return state
+        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+    out = {**ckpt, "model": cut(ckpt.get("model")), "best_state": cut(ckpt.get("best_state"))}
+    if isinstance(ckpt.get("ema"), dict):
+        out["ema"] = {**ckpt["ema"], "state": cut(ckpt["ema"].get("state"))}
+    return out
 
 
 def _checkpoint_epoch(path: Path) -> int:
@@ -324,12 +343,17 @@ class Trainer:
         return {"test_options": combos[best], "chosen_on": f"valid accuracy, {self.method.test_options_patterns}",
                 "scores": [{**c, "accuracy": s} for c, s in zip(combos, scores)]}
 
+    def _fill(self) -> Any:
+        """The method's fill policy for the per-pattern choice (a "mean" fill needs the train rows)."""
+        return resolve_fill(self.method.fill, self.data.subset("train"))
+
     def _choose_per_pattern(self, valid: MMDataset, combos: list[dict[str, Any]]) -> dict[str, Any]:
         """Each availability pattern's own best combination on valid accuracy (the first on a tie)."""
-        per = []
+        per, fill = [], self._fill()
         for combo in combos:
             self.method.set_test_options(**combo)
-            per.append(validate_per_pattern(self.method, valid, self.config.eval_batch_size, device=self.device))
+            per.append(validate_per_pattern(self.method, valid, self.config.eval_batch_size, fill=fill,
+                                            device=self.device))
         choice = {p: combos[first_best([s[p]["accuracy"] for s in per])] for p in per[0]}
         self.method.set_pattern_options(choice)
         return {"test_options_per_pattern": {"+".join(p): c for p, c in choice.items()},
@@ -482,6 +506,9 @@ class Trainer:
         st = _StageState()
         ckpt = _check_checkpoint(load_checkpoint(last, self.device), last, stage.name) if last.exists() else None
         scope = self._scope(stage)
+        if ckpt is not None and scope is not self.method:
+            ckpt = _narrowed(ckpt, next(n for n, m in self.method.named_modules() if m is scope) + ".",
+                             set(scope.state_dict()))
         if ckpt is not None and ckpt.get("done"):
             _load_state(scope, ckpt["best_state"], last)
             st = self._restore_state(ckpt)

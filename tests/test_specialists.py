@@ -181,3 +181,23 @@ def test_shared_must_be_a_flag(tiny):
         make_method("zero_fill_pp", tiny, {"shared": "maybe"})
     with pytest.raises(ConfigError, match="SpecialistsConfig.shared: expected true or false"):
         SpecialistsConfig(shared="yes")
+
+
+def test_per_pattern_scores_read_only_the_rows_that_have_the_pattern(tiny):
+    """Under natural missingness the score of a pattern is that pattern's alone: the valid rows
+    lacking one of its modalities are left out, not classified as a smaller pattern."""
+    from mmlab.evaluate import validate_per_pattern
+
+    valid = tiny.subset("valid")
+    has_a = np.arange(len(valid)) % 2 == 0
+    gappy = replace(valid, avail={"A": has_a})
+    method = make_method("zero_fill", tiny, FAST).eval()
+    scores = validate_per_pattern(method, gappy)
+    alone = validate_per_pattern(method, valid.take(np.flatnonzero(has_a)))
+    assert scores[("A", "V")] == alone[("A", "V")] and scores[("A", "V", "T")] == alone[("A", "V", "T")]
+    assert scores[("V", "T")] == validate_per_pattern(method, valid)[("V", "T")]
+
+
+def test_a_mean_fill_member_with_the_shared_model_calibrates(tiny, tmp_path):
+    method = train("zero_fill_pp", tiny, tmp_path, {"member": "mean_fill", "shared": True, "overrides": FAST})
+    assert method.fill == "mean" and set(method.chosen().values()) <= {"specialist", "shared"}

@@ -438,3 +438,21 @@ def test_a_stage_state_outside_the_method_or_its_modules_is_refused(tmp_path):
         Trainer(Outside(SMALL, data), data, tmp_path / "a", QUIET).fit()
     with pytest.raises(ConfigError, match="Stage.state must hold every module of Stage.modules"):
         Trainer(Narrow(SMALL, data), data, tmp_path / "b", QUIET).fit()
+
+
+def test_a_scoped_stage_reads_a_checkpoint_keyed_over_the_whole_method(tmp_path, uninterrupted):
+    """Run folders written before ``Stage.state`` hold the whole method in every checkpoint: the
+    stage's part is read from them."""
+    data, res_full, state_full, _ = uninterrupted
+    torch.manual_seed(0)
+    Trainer(ScopedTwoStage(SMALL, data), data, tmp_path, QUIET).fit()
+    path = tmp_path / "checkpoints" / "heads" / "last.pt"
+    ckpt = load_checkpoint(path)
+    whole = lambda part: {**{f"heads.{k}": v for k, v in part.items()},  # noqa: E731
+                          **{k: v for k, v in state_full.items() if not k.startswith("heads.")}}
+    ckpt["model"], ckpt["best_state"] = whole(ckpt["model"]), whole(ckpt["best_state"])
+    save_checkpoint(path, ckpt)
+    torch.manual_seed(5)
+    model = ScopedTwoStage(SMALL, data)
+    assert Trainer(model, data, tmp_path, QUIET).fit() == res_full
+    assert all(torch.equal(v, state_full[k]) for k, v in state(model).items())

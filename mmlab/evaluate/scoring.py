@@ -218,6 +218,7 @@ def validate_classifier(method: Predictor | Callable[[Any], torch.Tensor], data:
     function of an `MMBatch` (e.g. MMIN's teacher). ``fill`` overrides ``method.fill`` (a policy
     name or object). Only valid-split rows are accepted: model selection never sees a test split.
     """
+    _check_valid_rows(data)
     if patterns not in VALIDATE_ON:
         raise ConfigError(f"validate: patterns expected one of {list(VALIDATE_ON)}, got {patterns!r}")
     six = [p.available for p in all_patterns(data.modalities)]
@@ -231,16 +232,31 @@ def validate_per_pattern(method: Predictor | Callable[[Any], torch.Tensor], data
                          fill: Any = None, device: str | torch.device | None = None
                          ) -> dict[tuple[str, ...], dict[str, float]]:
     """`validate_classifier`'s scores for each availability pattern on its own, full input
-    included: ``{available modalities: scores}`` (full input: all of ``data.modalities``)."""
-    conds = [None, *(p.available for p in all_patterns(data.modalities))]
-    return _pattern_scores(method, data, conds, batch_size, fill, device)
+    included: ``{available modalities: scores}`` (full input: all of ``data.modalities``).
+    Under natural missingness (``MMDataset.avail``) a pattern is scored on the valid rows that
+    natively have all of its modalities, so that no score mixes in another pattern's rows; a
+    pattern no valid row has is left out."""
+    _check_valid_rows(data)
+    out = {}
+    for cond in [None, *(p.available for p in all_patterns(data.modalities))]:
+        have = np.ones(len(data), dtype=bool)
+        for m in data.modalities if cond is None else cond:
+            if m in data.avail:
+                have &= data.avail[m].astype(bool)
+        if have.any():
+            rows = data if have.all() else data.take(np.flatnonzero(have))
+            out.update(_pattern_scores(method, rows, [cond], batch_size, fill, device))
+    return out
+
+
+def _check_valid_rows(data: MMDataset) -> None:
+    if len(data) == 0 or set(np.unique(data.split)) != {"valid"}:
+        raise DataError(f"validate: expected rows of the 'valid' split only, got splits {sorted(set(data.split))}")
 
 
 def _pattern_scores(method, data: MMDataset, conds: list, batch_size: int, fill: Any,
                     device: str | torch.device | None) -> dict[tuple[str, ...], dict[str, float]]:
     """Scores on the valid rows under each pattern of ``conds`` (None = full input)."""
-    if len(data) == 0 or set(np.unique(data.split)) != {"valid"}:
-        raise DataError(f"validate: expected rows of the 'valid' split only, got splits {sorted(set(data.split))}")
     if device is None:
         owner = method if isinstance(method, torch.nn.Module) else getattr(method, "__self__", None)
         device = module_device(owner) if isinstance(owner, torch.nn.Module) else torch.device("cpu")

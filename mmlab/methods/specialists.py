@@ -178,8 +178,8 @@ class Specialists(Copies):
         self.use_shared.fill_(source == SHARED)
 
     def set_pattern_options(self, choice: dict[tuple[str, ...], dict[str, str]]) -> None:
-        for i, key in enumerate(self.patterns):
-            self.use_shared[i] = choice[self.patterns[key]]["source"] == SHARED
+        for i, key in enumerate(self.patterns):  # a pattern no valid row has keeps its specialist
+            self.use_shared[i] = choice.get(self.patterns[key], {}).get("source") == SHARED
 
     def chosen(self) -> dict[str, str]:
         """Pattern -> "specialist" or "shared" (all "specialist" without a shared model)."""
