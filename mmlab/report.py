@@ -193,7 +193,8 @@ def figures(agg: list[dict[str, Any]], dataset: str, metric: str = "accuracy", s
 
     figs = []
     for protocol in dict.fromkeys(a["protocol"] for a in agg):
-        part = [a for a in agg if a["protocol"] == protocol and f"{metric}_mean" in a]
+        part = [a for a in agg if a["protocol"] == protocol and f"{metric}_mean" in a
+                and not math.isnan(a[f"{metric}_mean"])]  # a NaN mean has no point to draw (named above)
         if not part:
             continue
         methods = _order([a["method"] for a in part])

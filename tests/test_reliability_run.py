@@ -258,6 +258,7 @@ def test_a_nan_result_is_named_in_the_report(tmp_path, capsys):
     report = (tmp_path / "rep" / "report.md").read_text()
     assert "1 result(s) are not a number" in report and named in report
     assert "| m | - |" in report  # the seed-2 value alone is not passed off as the mean
+    assert "plotly" not in (tmp_path / "rep" / "report.html").read_text()  # no empty chart for it
 
 
 def test_a_results_csv_that_is_a_folder_is_named(tmp_path, capsys):
