@@ -37,11 +37,17 @@ def _load(source: Path) -> list[dict]:
     return load_results([source])
 
 
+@functools.lru_cache(maxsize=None)
+def _check_folder(folder: Path) -> None:
+    """A folder with no results at all (a typo, results.csv not a file) is an error, not skipped."""
+    result_sources(folder)
+
+
 def _sources(folders: list[Path], dataset: str) -> list[Path]:
     """``folder/<dataset>/`` of a suite, or a single-dataset compare folder holding that dataset."""
     out = []
     for f in folders:
-        result_sources(f)  # a folder with no results at all (a typo, results.csv not a file) is an error, not skipped
+        _check_folder(f)
         if (f / dataset).is_dir():
             out.append(f / dataset)
         elif ((f / "results.csv").is_file() or (f / "jobs").is_dir()) and any(

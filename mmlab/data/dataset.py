@@ -290,6 +290,15 @@ class MMDataset:
             raise DataError(f"dataset {self.name!r}: has no train or valid rows")
         return self.take(idx)
 
+    def has_all(self, modalities: Sequence[str]) -> np.ndarray:
+        """(N,) bool: the samples that natively have every one of ``modalities`` (``avail``; all
+        True without natural missingness)."""
+        have = np.ones(len(self), dtype=bool)
+        for m in modalities:
+            if m in self.avail:
+                have &= self.avail[m].astype(bool)
+        return have
+
     def subset(self, split: str) -> "MMDataset":
         """The samples of one split, as a dataset of its own."""
         idx = self.split_indices(split)

@@ -239,10 +239,7 @@ def validate_per_pattern(method: Predictor | Callable[[Any], torch.Tensor], data
     _check_valid_rows(data)
     out = {}
     for cond in [None, *(p.available for p in all_patterns(data.modalities))]:
-        have = np.ones(len(data), dtype=bool)
-        for m in data.modalities if cond is None else cond:
-            if m in data.avail:
-                have &= data.avail[m].astype(bool)
+        have = data.has_all(data.modalities if cond is None else cond)
         if have.any():
             rows = data if have.all() else data.take(np.flatnonzero(have))
             out.update(_pattern_scores(method, rows, [cond], batch_size, fill, device))

@@ -86,10 +86,7 @@ def pattern_name(modalities: tuple[str, ...]) -> str:
 def rows_with(data: MMDataset, modalities: tuple[str, ...], needed: str = "train") -> MMDataset:
     """The rows of ``data`` that natively have every one of ``modalities`` (all rows without
     natural missingness); `DataError` when none of them is in split ``needed``."""
-    have = np.ones(len(data), dtype=bool)
-    for m in modalities:
-        if m in data.avail:
-            have &= data.avail[m].astype(bool)
+    have = data.has_all(modalities)
     if have.all():
         return data
     if not (have & (data.split == needed)).any():
@@ -129,6 +126,7 @@ class Specialists(Copies):
         self.modalities = tuple(data.modalities)
         self.patterns = {pattern_name(p): p for k in range(len(self.modalities), 0, -1)
                          for p in itertools.combinations(self.modalities, k)}  # all modalities first
+        self._position = {key: i for i, key in enumerate(self.patterns)}  # index into `use_shared`
         overrides = [*cfg.specialist_overrides, *cfg.overrides]
         specialists = {key: make_method(cfg.member, restrict(data, p), overrides, preset=cfg.preset)
                        for key, p in self.patterns.items()}
@@ -196,6 +194,6 @@ class Specialists(Copies):
                 continue
             idx = (inverse == r).nonzero().squeeze(1)
             key = pattern_name(present)
-            model = self.shared if self.use_shared[list(self.patterns).index(key)] else self.specialists[key]
+            model = self.shared if self.use_shared[self._position[key]] else self.specialists[key]
             out[idx] = model.predict_logits(batch.index(idx)).float()
         return out
