@@ -532,13 +532,6 @@ def _evaluate_parts(method, name: str, data: MMDataset, pairs: Sequence[tuple[st
     return out
 
 
-def _evaluate_all(method, name: str, data: MMDataset, protocols: Sequence[str], seed: int, device: str,
-                  test_splits: Sequence[str] = ("test",)) -> list[dict]:
-    """Every protocol on every test split (`_evaluate_parts`), the rows in one list."""
-    parts = _evaluate_parts(method, name, data, [(s, p) for s in test_splits for p in protocols], seed, device)
-    return [r for rows in parts.values() for r in rows]
-
-
 # ------------------------------------------------------------------------------ sweeps
 MAX_GRID_POINTS = 10_000  # a sweep file's grid; more is a typo or a job for several files
 SWEEP_KEYS = ("datasets", "methods", "seeds", "overrides", "grid", "test_splits", "device", "preset",

@@ -14,11 +14,6 @@ VOCAB_SIZE = 30522  # bert-base-uncased (and all-MiniLM-L6-v2, which shares its 
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = 0, 100, 101, 102, 103
 
 
-def is_token_array(x: np.ndarray) -> bool:
-    """True for an (N, T) integer array: the layout of a token modality."""
-    return x.ndim == 2 and x.dtype.kind in "iu"
-
-
 def token_problems(ids: np.ndarray, lengths: np.ndarray | None, key: str, len_key: str) -> list[str]:
     """Every way ``ids`` (N, T) and ``lengths`` (N,) break the token contract, as messages
     ``"<key>: <problem>"``; ``lengths=None`` means every row is T tokens long.
