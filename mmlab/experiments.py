@@ -237,7 +237,7 @@ def _run_job(job: _Job, progress: bool = False, threads: int | None = None) -> d
     data = method_input(job.name, data, job.device)
     method = train_method(job.name, data, job.run_dir, job.overrides, job.device, job.seed, job.preset, progress,
                           job.checkpoint_seconds)
-    return _evaluate_parts(method, job.label or job.name, data, job.pairs(), job.seed, job.device)
+    return _evaluate_parts(method, job.label or job.name, data, job.pairs(), job.seed, job.device, progress)
 
 
 @functools.lru_cache(maxsize=4)
@@ -512,9 +512,10 @@ def _run_compare(entries, datasets, plans, methods, seeds, out, timing, override
 
 
 def _evaluate_parts(method, name: str, data: MMDataset, pairs: Sequence[tuple[str, str]], seed: int,
-                    device: str) -> dict[str, list[dict]]:
+                    device: str, progress: bool = False) -> dict[str, list[dict]]:
     """Rows per (test split, protocol) pair, through `mmlab.evaluate` (the generation protocol only
-    for methods with the completion interface, `Method.completes`), keyed by `part_name`."""
+    for methods with the completion interface, `Method.completes`), keyed by `part_name`; with
+    ``progress`` an evaluation that takes a while shows its conditions' progress."""
     from mmlab import evaluate as ev
 
     method.name = name
@@ -527,7 +528,8 @@ def _evaluate_parts(method, name: str, data: MMDataset, pairs: Sequence[tuple[st
                 rows = ev.generation_table(method, data, split=split, seed=seed, device=device)
         else:
             conds = conditions_for(protocol, data)
-            rows = ev.evaluate(method, data, split=split, conditions=conds, seed=seed, train=train, device=device)
+            rows = ev.evaluate(method, data, split=split, conditions=conds, seed=seed, train=train, device=device,
+                               progress=progress)
         out[ex.part_name(split, protocol)] = list(rows)
     return out
 

@@ -69,7 +69,7 @@ import mmlab
 from mmlab.config import to_dict
 from mmlab.data.dataset import MMDataset
 from mmlab.errors import ConfigError, DataError, MMLabError
-from mmlab.progress import progress
+from mmlab.progress import QUIET_SECONDS, progress
 from mmlab.evaluate import validate as run_validation
 from mmlab.evaluate import validate_classifier, validate_per_pattern
 from mmlab.missing import resolve_fill
@@ -333,7 +333,7 @@ class Trainer:
         if self.method.test_options_per_pattern:
             return self._choose_per_pattern(valid, combos)
         scores = []
-        for combo in combos:
+        for combo in self._options_progress(combos):
             self.method.set_test_options(**combo)
             val = validate_classifier(self.method, valid, self.method.test_options_patterns,
                                       self.config.eval_batch_size, device=self.device)
@@ -343,6 +343,12 @@ class Trainer:
         return {"test_options": combos[best], "chosen_on": f"valid accuracy, {self.method.test_options_patterns}",
                 "scores": [{**c, "accuracy": s} for c, s in zip(combos, scores)]}
 
+    def _options_progress(self, combos: list[dict[str, Any]]) -> Any:
+        """The test-option combinations, with progress when scoring them on valid takes a while."""
+        return progress(combos, desc=f"{getattr(self.method, 'name', 'method')}: test-time options on valid",
+                        disable=not self.config.progress,
+                        delay=QUIET_SECONDS)
+
     def _fill(self) -> Any:
         """The method's fill policy for the per-pattern choice (a "mean" fill needs the train rows)."""
         return resolve_fill(self.method.fill, self.data.subset("train"))
@@ -350,7 +356,7 @@ class Trainer:
     def _choose_per_pattern(self, valid: MMDataset, combos: list[dict[str, Any]]) -> dict[str, Any]:
         """Each availability pattern's own best combination on valid accuracy (the first on a tie)."""
         per, fill = [], self._fill()
-        for combo in combos:
+        for combo in self._options_progress(combos):
             self.method.set_test_options(**combo)
             per.append(validate_per_pattern(self.method, valid, self.config.eval_batch_size, fill=fill,
                                             device=self.device))
@@ -487,7 +493,10 @@ class Trainer:
         The generator derives from (seed, stage index, split), so a resumed stage gets the same."""
         self.method.eval()
         gen = torch_generator(cfg.seed, i, "features", split, device=self.device)
-        chunks = [stage.features(b, split, gen) for b in rows.iter_batches(cfg.eval_batch_size, device=self.device)]
+        batches = progress(rows.iter_batches(cfg.eval_batch_size, device=self.device),
+                           total=math.ceil(len(rows) / cfg.eval_batch_size), desc=f"{stage.name}: {split} inputs",
+                           disable=not cfg.progress, delay=QUIET_SECONDS)
+        chunks = [stage.features(b, split, gen) for b in batches]
         out = FeatureBatch({k: torch.cat([c[k] for c in chunks]) for k in chunks[0]})
         n = len(rows)
         bad = [k for k, v in out.items() if v.shape[0] != n]

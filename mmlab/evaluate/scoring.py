@@ -18,6 +18,7 @@ from mmlab.methods.base import VALIDATE_ON, FeatureBatch, Method, Validation, mo
 from mmlab.metrics import auilc, classification_report
 from mmlab.missing import (CPMViewMissing, FixedPattern, Full, Masks, all_patterns, draw_masks, make_protocol,
                            mask_batch, pad_masks, pattern_name, resolve_fill)
+from mmlab.progress import QUIET_SECONDS
 from mmlab.progress import progress as progress_bar
 from mmlab.utils import torch_generator
 
@@ -191,7 +192,8 @@ def evaluate(
     base = {"dataset": data.name, "method": getattr(method, "name", type(method).__name__)}
     regression = part.y_reg is not None and callable(getattr(method, "predict_regression", None))
     rows = []
-    for cond in progress_bar(conditions, desc=f"evaluate {base['method']}", disable=not progress):
+    desc = f"evaluate {base['method']} on {split or 'all'} ({', '.join(dict.fromkeys(c.protocol for c in conditions))})"
+    for cond in progress_bar(conditions, desc=desc, disable=not progress, delay=QUIET_SECONDS):
         masks = draw_masks(cond.generator, pad, part.modalities, mseed, tokens=part.token_modalities)
         logits = predict(method, part, masks, batch_size, device, seed=mseed, fill=fill)
         row = {**base, "protocol": cond.protocol, "condition": cond.label, "split": split or "all", "seed": seed,
