@@ -9,6 +9,7 @@ import json
 import runpy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -122,3 +123,20 @@ def test_full_protocol_rows_give_the_full_column_when_patterns_did_not_run(tmp_p
         csv.writer(f).writerows([["condition", "accuracy"], ["full", 0.985]])
     six, full = TOOL["test_average"](job)
     assert six != six and abs(full - 0.985) < 1e-12  # no pattern rows: NaN, not 0
+
+
+def test_each_other_configuration_gets_its_valid_difference_paired_by_seed(tmp_path, capsys):
+    """valid - chosen per seed: 16 -> 64 is -2, -4, -3 points (mean -3, SE 1/sqrt(3)); a point
+    with one seed gets no standard error."""
+    for seed, (a, b) in zip((1, 2, 3), [(0.70, 0.68), (0.72, 0.68), (0.71, 0.68)]):
+        _job(tmp_path, "16", seed, [a], test=0.5)
+        _job(tmp_path, "64", seed, [b], test=0.5)
+    _job(tmp_path, "256", 1, [0.60], test=0.5)
+    table = {t["point"]: t for t in TOOL["choose"](TOOL["collect"]([tmp_path], None))}
+    assert table["--hidden=16"]["chosen"]
+    assert table["--hidden=64"]["valid_minus_chosen"] == pytest.approx(-3.0)
+    assert table["--hidden=64"]["paired_se"] == pytest.approx(1.0 / 3 ** 0.5)
+    assert np.isnan(table["--hidden=256"]["paired_se"])
+    assert TOOL["main"]([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| -3.00 (0.58) |" in out

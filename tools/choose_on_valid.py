@@ -11,6 +11,9 @@ the epoch the Trainer kept: the first strict best of the stage's selection metri
 `mmlab.train.Trainer` keeps it. A configuration's score is the mean over its seeds of that valid
 value; the chosen one per (dataset, method) is the best, ties to the first in the printed order
 (job folders sorted by name). Test rows are printed beside it for reading, never used to choose.
+Beside every other configuration: its valid score minus the chosen one's, paired by seed, with
+the standard error of that mean difference over the shared seeds (two or more): a difference
+within about two standard errors is one the valid split does not resolve.
 
 ADMC selects each scenario's fusion model (stages ``mf_*``) on its own scenario, so its last
 stage is not a model-level score: such runs are refused unless ``--stage`` names the stage.
@@ -106,18 +109,29 @@ def collect(folders: list[Path], method: str | None, stage: str | None = None) -
     return out
 
 
+def paired_difference(values: dict, reference: dict) -> tuple[float, float]:
+    """Mean over the seeds both have of ``values - reference`` and its standard error (NaN with
+    fewer than two shared seeds)."""
+    diff = np.array([values[s] - reference[s] for s in values if s in reference], dtype=float)
+    if len(diff) < 2:
+        return float("nan"), float("nan")
+    return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
+
+
 def choose(rows: list[dict]) -> list[dict]:
     """Per (dataset, method, folder + point): mean over seeds; ``chosen`` marks the valid choice."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         groups[(r["dataset"], r["method"], r["folder"], r["point"])].append(r)
-    table = []
+    table, valid_by_seed = [], {}
     for (dataset, method, folder, point), rs in groups.items():
         mean = {k: float(np.mean([r[k] for r in rs])) for k in ("valid", "valid_accuracy", "test_six", "test_full")}
         std = float(np.std([r["test_six"] for r in rs]))
         metrics = {r["select_metric"] for r in rs}
         table.append({"dataset": dataset, "method": method, "folder": folder, "point": point, "seeds": len(rs),
-                      "select_metric": "/".join(sorted(metrics)), **mean, "test_six_std": std, "chosen": False})
+                      "select_metric": "/".join(sorted(metrics)), **mean, "test_six_std": std, "chosen": False,
+                      "valid_minus_chosen": float("nan"), "paired_se": float("nan")})
+        valid_by_seed[id(table[-1])] = {r["seed"]: r["valid"] for r in rs}
     for key in dict.fromkeys((t["dataset"], t["method"]) for t in table):
         cands = [t for t in table if (t["dataset"], t["method"]) == key]
         metrics = {c["select_metric"] for c in cands}
@@ -128,7 +142,12 @@ def choose(rows: list[dict]) -> list[dict]:
             print(f"choose_on_valid: {key[0]} / {key[1]}: configurations have different numbers of seeds "
                   f"{sorted({c['seeds'] for c in cands})} (an unfinished sweep?)", file=sys.stderr)
         sign = -1.0 if cands[0]["select_metric"] in LOWER_IS_BETTER else 1.0
-        max(cands, key=lambda c: sign * c["valid"])["chosen"] = True  # max keeps the first of equals
+        chosen = max(cands, key=lambda c: sign * c["valid"])  # max keeps the first of equals
+        chosen["chosen"] = True
+        for c in cands:
+            if c is not chosen:
+                c["valid_minus_chosen"], c["paired_se"] = paired_difference(valid_by_seed[id(c)],
+                                                                            valid_by_seed[id(chosen)])
     sign_of = {t["select_metric"]: (-1.0 if t["select_metric"] in LOWER_IS_BETTER else 1.0) for t in table}
     return sorted(table, key=lambda t: (t["dataset"], t["method"], -sign_of[t["select_metric"]] * t["valid"]))
 
@@ -152,14 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     if not table:
         print("choose_on_valid: no finished trained jobs found", file=sys.stderr)
         return 1
-    print("| dataset | method | configuration | seeds | valid (kept epoch) | valid acc | test six-pattern avg "
-          "| test full | chosen on valid |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| dataset | method | configuration | seeds | valid (kept epoch) | valid - chosen (paired SE) | valid acc "
+          "| test six-pattern avg | test full | chosen on valid |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for t in table:
         where = t["point"] if len(args.folders) == 1 else f"{t['folder']}: {t['point']}"
         six = "-" if np.isnan(t["test_six"]) else f"{t['test_six']:.2f} ± {t['test_six_std']:.2f}"
+        diff = "" if t["chosen"] else ("-" if np.isnan(t["valid_minus_chosen"])
+                                       else f"{t['valid_minus_chosen']:+.2f} ({t['paired_se']:.2f})")
         print(f"| {t['dataset']} | {t['method']} | {where} | {t['seeds']} | {t['valid']:.2f} ({t['select_metric']}) "
-              f"| {t['valid_accuracy']:.2f} | {six} | {t['test_full']:.2f} "
+              f"| {diff} | {t['valid_accuracy']:.2f} | {six} | {t['test_full']:.2f} "
               f"| {'**yes**' if t['chosen'] else ''} |")
     if args.csv:
         with open(args.csv, "w", newline="") as f:
