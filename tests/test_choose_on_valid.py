@@ -126,17 +126,29 @@ def test_full_protocol_rows_give_the_full_column_when_patterns_did_not_run(tmp_p
 
 
 def test_each_other_configuration_gets_its_valid_difference_paired_by_seed(tmp_path, capsys):
-    """valid - chosen per seed: 16 -> 64 is -2, -4, -3 points (mean -3, SE 1/sqrt(3)); a point
-    with one seed gets no standard error."""
-    for seed, (a, b) in zip((1, 2, 3), [(0.70, 0.68), (0.72, 0.68), (0.71, 0.68)]):
+    """valid - chosen per seed: 64 - 16 is -2, -3, -5 points (mean -3.33, SE sqrt(7/3)/sqrt(3) =
+    0.88; unpaired or misaligned seeds give another SE); a point sharing one seed gets none."""
+    for seed, (a, b) in zip((1, 2, 3), [(0.70, 0.68), (0.72, 0.69), (0.71, 0.66)]):
         _job(tmp_path, "16", seed, [a], test=0.5)
         _job(tmp_path, "64", seed, [b], test=0.5)
     _job(tmp_path, "256", 1, [0.60], test=0.5)
     table = {t["point"]: t for t in TOOL["choose"](TOOL["collect"]([tmp_path], None))}
     assert table["--hidden=16"]["chosen"]
-    assert table["--hidden=64"]["valid_minus_chosen"] == pytest.approx(-3.0)
-    assert table["--hidden=64"]["paired_se"] == pytest.approx(1.0 / 3 ** 0.5)
+    assert table["--hidden=64"]["valid_minus_chosen"] == pytest.approx(-10 / 3)
+    assert table["--hidden=64"]["paired_se"] == pytest.approx((7 / 3) ** 0.5 / 3 ** 0.5)
     assert np.isnan(table["--hidden=256"]["paired_se"])
     assert TOOL["main"]([str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "| -3.00 (0.58) |" in out
+    captured = capsys.readouterr()
+    assert "| -3.33 (0.88) |" in captured.out
+    assert "ran different seeds [(1,), (1, 2, 3)]" in captured.err
+
+
+def test_a_seed_twice_in_one_configuration_is_refused(tmp_path, capsys):
+    for folder in ("a", "b"):
+        _job(tmp_path / folder, "16", 1, [0.7], test=0.5)
+    rows = TOOL["collect"]([tmp_path / "a", tmp_path / "b"], None)
+    assert len(TOOL["choose"](rows)) == 2  # two folders are two configurations
+    for r in rows:
+        r["folder"] = "same"
+    with pytest.raises(ValueError, match="a seed occurs twice"):
+        TOOL["choose"](rows)

@@ -12,8 +12,10 @@ the epoch the Trainer kept: the first strict best of the stage's selection metri
 value; the chosen one per (dataset, method) is the best, ties to the first in the printed order
 (job folders sorted by name). Test rows are printed beside it for reading, never used to choose.
 Beside every other configuration: its valid score minus the chosen one's, paired by seed, with
-the standard error of that mean difference over the shared seeds (two or more): a difference
-within about two standard errors is one the valid split does not resolve.
+the standard error of that mean difference over the seeds both ran (two or more; with fewer,
+"-"): a difference within about two standard errors is one the valid split does not resolve.
+Configurations with different seed sets are named on stderr; a seed twice in one configuration
+(two runs of the same point inside one folder, e.g. nested compares) is refused.
 
 ADMC selects each scenario's fusion model (stages ``mf_*``) on its own scenario, so its last
 stage is not a model-level score: such runs are refused unless ``--stage`` names the stage.
@@ -131,6 +133,10 @@ def choose(rows: list[dict]) -> list[dict]:
         table.append({"dataset": dataset, "method": method, "folder": folder, "point": point, "seeds": len(rs),
                       "select_metric": "/".join(sorted(metrics)), **mean, "test_six_std": std, "chosen": False,
                       "valid_minus_chosen": float("nan"), "paired_se": float("nan")})
+        seeds = [r["seed"] for r in rs]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"{dataset} / {method} / {point}: a seed occurs twice in {folder} "
+                             f"({sorted(seeds)}); pass each run once")
         valid_by_seed[id(table[-1])] = {r["seed"]: r["valid"] for r in rs}
     for key in dict.fromkeys((t["dataset"], t["method"]) for t in table):
         cands = [t for t in table if (t["dataset"], t["method"]) == key]
@@ -138,9 +144,11 @@ def choose(rows: list[dict]) -> list[dict]:
         if len(metrics) > 1:
             raise ValueError(f"{key[0]} / {key[1]}: the configurations were selected on different metrics "
                              f"{sorted(metrics)}; their valid scores cannot be compared")
-        if len({c["seeds"] for c in cands}) > 1:
-            print(f"choose_on_valid: {key[0]} / {key[1]}: configurations have different numbers of seeds "
-                  f"{sorted({c['seeds'] for c in cands})} (an unfinished sweep?)", file=sys.stderr)
+        seed_sets = {tuple(sorted(valid_by_seed[id(c)])) for c in cands}
+        if len(seed_sets) > 1:
+            print(f"choose_on_valid: {key[0]} / {key[1]}: configurations ran different seeds "
+                  f"{sorted(seed_sets)} (an unfinished sweep?); the paired differences use the shared ones",
+                  file=sys.stderr)
         sign = -1.0 if cands[0]["select_metric"] in LOWER_IS_BETTER else 1.0
         chosen = max(cands, key=lambda c: sign * c["valid"])  # max keeps the first of equals
         chosen["chosen"] = True
