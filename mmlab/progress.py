@@ -30,7 +30,7 @@ class PlainProgress:
         self._last = self._start
 
     def __iter__(self) -> Iterator:
-        for item in self.iterable or ():
+        for item in (self.iterable if self.iterable is not None else ()):
             yield item
             self.update()
         self.close()

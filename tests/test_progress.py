@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -26,6 +27,7 @@ def test_plain_progress_prints_a_closing_line_unless_quick_work_declared_a_delay
     assert list(PlainProgress(range(3), desc="stage")) == [0, 1, 2]
     assert capsys.readouterr().err == "stage: 3/3\n"
     assert list(progress(range(3), desc="quick", delay=10.0)) == [0, 1, 2]
+    assert [int(v) for v in PlainProgress(np.arange(2), delay=10.0)] == [0, 1]  # an array is iterable too
     assert capsys.readouterr().err == ""
     bar = PlainProgress(total=2, desc="slow", delay=0.01, every=0.01)
     time.sleep(0.02)
