@@ -1,7 +1,7 @@
 """Issue #18: the six-pattern average on `synthetic` over ten seeds, the README's five (1111-1115,
 the seeds every CPU default was chosen on) and five fresh ones (1116-1120, this folder), for the
-single models and the variants nearest the oracle (docs/gap_to_oracle.md §18.4). Reads stored
-rows only, about a second:
+single models and the variants nearest the oracle, and `admc_cond` (docs/gap_to_oracle.md
+§18.4). Reads stored rows only, about a second:
 
     .venv/bin/python docs/results/fresh_seeds/ten_seeds.py
 """
@@ -15,9 +15,11 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parents[1]
 README_ROWS = [RESULTS / "baselines_skip" / "synthetic", RESULTS / "ensembles" / "synthetic",
-               RESULTS / "specialists" / "synthetic", RESULTS / "pooled_linear" / "synthetic"]
-FRESH_ROWS = [RESULTS / "fresh_seeds" / "singles", RESULTS / "fresh_seeds" / "variants"]
-METHODS = ("cra_x3", "ae_x3", "zero_fill_pp", "cra", "ae", "zero_fill")
+               RESULTS / "specialists" / "synthetic", RESULTS / "admc_cond_tskip" / "synthetic",
+               RESULTS / "pooled_linear" / "synthetic"]
+FRESH_ROWS = [RESULTS / "fresh_seeds" / "singles", RESULTS / "fresh_seeds" / "variants",
+              RESULTS / "fresh_seeds" / "admc_cond"]
+METHODS = ("cra_x3", "ae_x3", "zero_fill_pp", "cra", "ae", "zero_fill", "admc_cond")
 
 
 def averages(folders: list[Path]) -> dict[str, dict[int, float]]:
