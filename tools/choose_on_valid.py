@@ -125,7 +125,11 @@ def choose(rows: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         groups[(r["dataset"], r["method"], r["folder"], r["point"])].append(r)
-    table, valid_by_seed = [], {}
+
+    def valid_by_seed(t: dict) -> dict:
+        return {r["seed"]: r["valid"] for r in groups[(t["dataset"], t["method"], t["folder"], t["point"])]}
+
+    table = []
     for (dataset, method, folder, point), rs in groups.items():
         mean = {k: float(np.mean([r[k] for r in rs])) for k in ("valid", "valid_accuracy", "test_six", "test_full")}
         std = float(np.std([r["test_six"] for r in rs]))
@@ -137,14 +141,13 @@ def choose(rows: list[dict]) -> list[dict]:
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"{dataset} / {method} / {point}: a seed occurs twice in {folder} "
                              f"({sorted(seeds)}); pass each run once")
-        valid_by_seed[id(table[-1])] = {r["seed"]: r["valid"] for r in rs}
     for key in dict.fromkeys((t["dataset"], t["method"]) for t in table):
         cands = [t for t in table if (t["dataset"], t["method"]) == key]
         metrics = {c["select_metric"] for c in cands}
         if len(metrics) > 1:
             raise ValueError(f"{key[0]} / {key[1]}: the configurations were selected on different metrics "
                              f"{sorted(metrics)}; their valid scores cannot be compared")
-        seed_sets = {tuple(sorted(valid_by_seed[id(c)])) for c in cands}
+        seed_sets = {tuple(sorted(valid_by_seed(c))) for c in cands}
         if len(seed_sets) > 1:
             print(f"choose_on_valid: {key[0]} / {key[1]}: configurations ran different seeds "
                   f"{sorted(seed_sets)} (an unfinished sweep?); the paired differences use the shared ones",
@@ -154,8 +157,7 @@ def choose(rows: list[dict]) -> list[dict]:
         chosen["chosen"] = True
         for c in cands:
             if c is not chosen:
-                c["valid_minus_chosen"], c["paired_se"] = paired_difference(valid_by_seed[id(c)],
-                                                                            valid_by_seed[id(chosen)])
+                c["valid_minus_chosen"], c["paired_se"] = paired_difference(valid_by_seed(c), valid_by_seed(chosen))
     sign_of = {t["select_metric"]: (-1.0 if t["select_metric"] in LOWER_IS_BETTER else 1.0) for t in table}
     return sorted(table, key=lambda t: (t["dataset"], t["method"], -sign_of[t["select_metric"]] * t["valid"]))
 
