@@ -544,7 +544,8 @@ class Trainer:
         if cfg.ema > 0 and opt is not None:
             saved = ckpt.get("ema") if ckpt is not None else None
             try:
-                average = WeightAverage(scope, cfg.ema, saved, averaged=self._averaged_names(stage, params))
+                average = WeightAverage(scope, cfg.ema, saved, averaged=self._averaged_names(stage, params),
+                                        warmup=cfg.ema_warmup)
                 live = scope.state_dict()
                 if average.state is not None and (set(average.state) != set(live) or any(
                         v.shape != live[k].shape or v.dtype != live[k].dtype for k, v in average.state.items())):

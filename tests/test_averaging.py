@@ -66,6 +66,22 @@ def test_swapped_evaluates_the_average_and_restores_the_live_weights_on_error():
     assert torch.equal(mod.w.detach(), torch.full((2,), 4.0))
 
 
+def test_a_smaller_warmup_weighs_the_new_weights_less_in_the_warm_up():
+    """d_n = min(decay, n / (n + warmup)): with warmup 1 the second update weighs the new weights
+    by 1/3 (instead of 9/11)."""
+    mod = Counter()
+    avg = WeightAverage(mod, 0.99, warmup=1)
+    avg.update()
+    with torch.no_grad():
+        mod.w.fill_(3.0)
+    avg.update()
+    assert torch.allclose(avg.state["w"], torch.full((2,), 1 / 3 * 3.0))
+    with pytest.raises(ConfigError, match=r"TrainConfig.ema_warmup: expected a positive integer"):
+        TrainConfig(ema_warmup=0)
+    with pytest.raises(ValueError, match="warmup"):
+        WeightAverage(mod, 0.9, warmup=0)
+
+
 @pytest.mark.parametrize("bad", [1.0, -0.1, float("nan")])
 def test_bad_decay_is_refused(bad):
     with pytest.raises(ConfigError, match=r"TrainConfig.ema: expected a number in \[0, 1\)"):
@@ -104,6 +120,11 @@ def test_trainer_keeps_the_averaged_weights_and_resumes_bit_identically(tmp_path
     plain = TwoStage(replace(SMALL, train=replace(RUN, patience=0)), data)
     Trainer(plain, data, tmp_path / "plain", QUIET).fit()
     assert any(not torch.equal(v, full[k]) for k, v in state(plain).items() if v.is_floating_point())
+
+    torch.manual_seed(0)  # the Trainer passes ``ema_warmup`` on: a longer average keeps other weights
+    longer = TwoStage(replace(SMALL, train=replace(RUN, ema=0.9, ema_warmup=1, patience=0)), data)
+    Trainer(longer, data, tmp_path / "longer", QUIET).fit()
+    assert any(not torch.equal(v, full[k]) for k, v in state(longer).items() if v.is_floating_point())
 
 
 def test_a_damaged_average_in_last_pt_is_named(tmp_path):

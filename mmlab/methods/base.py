@@ -56,7 +56,9 @@ class TrainConfig:
     linear decay, MMIN's LambdaLR). ``patience`` 0 turns early stopping off; ``grad_clip`` 0 is
     off. ``ema``: decay of an exponential moving average of the weights (`mmlab.nn.averaging`;
     0 = off); when on, validation, selection and the kept state use the averaged weights and
-    training goes on from the live ones. ``checkpoint_seconds``: ``last.pt`` is written after an
+    training goes on from the live ones; ``ema_warmup`` is the c of the average's warm-up
+    min(ema, n / (n + c)) at update n (9, TensorFlow's; a smaller c averages over a longer stretch
+    of the run). ``checkpoint_seconds``: ``last.pt`` is written after an
     epoch once this many seconds have passed since the last write (0 = every epoch) and always
     when a stage ends. ``seed``,
     ``device``, ``progress`` and ``checkpoint_seconds`` are run-level: the Trainer's values win
@@ -73,6 +75,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     grad_clip: float = 0.0
     ema: float = 0.0
+    ema_warmup: int = 9
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
@@ -100,6 +103,7 @@ class TrainConfig:
         need("optimizer", self.optimizer in OPTIMIZERS, f"one of {list(OPTIMIZERS)}")
         need("grad_clip", is_num(self.grad_clip) and self.grad_clip >= 0, "a non-negative number (0 = off)")
         need("ema", is_num(self.ema) and 0 <= self.ema < 1, "a number in [0, 1) (0 = off)")
+        need("ema_warmup", is_int(self.ema_warmup) and self.ema_warmup >= 1, "a positive integer")
         need("select_metric", self.select_metric in HIGHER_IS_BETTER + LOWER_IS_BETTER,
              f"one of {list(HIGHER_IS_BETTER + LOWER_IS_BETTER)}")
         need("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"one of {list(LR_SCHEDULES)}")
