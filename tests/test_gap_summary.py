@@ -61,13 +61,34 @@ def test_folders_without_the_references_are_refused(tmp_path):
 
 
 def test_the_ten_seed_table_is_what_its_script_prints(capsys):
-    """docs/gap_to_oracle.md §18.4: the README's seeds and five fresh ones, read from stored rows."""
+    """docs/gap_to_oracle.md §18.4 / §19.2: the README's seeds and five fresh ones, read from stored rows."""
     runpy.run_path(str(ROOT / "docs" / "results" / "fresh_seeds" / "ten_seeds.py"), run_name="__main__")
     printed = capsys.readouterr().out
     shown = re.search(r"<!-- ten-seeds -->\n(.*?)<!-- /ten-seeds -->", DOC.read_text(), re.S).group(1)
     assert shown == printed
     rows = {line.split(" | ")[0].strip("| "): line.strip("|").split(" | ") for line in printed.splitlines()[2:]}
-    assert set(rows) == {"cra_x3", "ae_x3", "zero_fill_pp", "cra", "ae", "zero_fill", "admc_cond"}
+    assert set(rows) == {"cra_x3", "ae_x3", "zero_fill_pp", "cra", "ae", "zero_fill", "mean_fill", "dicmor", "mmin",
+                         "cmarr", "admc_wo_adn", "admc_cond"}
     for cells in rows.values():  # ten seeds: the mean of the two halves, the oracle minus it
         first, fresh, ten = (float(c.split(" ± ")[0]) for c in cells[1:4])
         assert abs((first + fresh) / 2 - ten) < 0.011 and 66.5 < ten + float(cells[4]) < 67.2
+
+
+def test_the_ten_seed_options_table_is_what_its_script_prints(capsys):
+    """docs/gap_to_oracle.md §19.1: four options of the training stage against the default on ten
+    seeds, read from the stored per-seed valid values, with the rule's verdict per option."""
+    script = runpy.run_path(str(ROOT / "docs" / "results" / "gap_diagnostics" / "ten_seed_options" / "ten_seeds.py"))
+    script["main"]([])
+    printed = capsys.readouterr().out
+    shown = re.search(r"<!-- ten-seed-options -->\n(.*?)<!-- /ten-seed-options -->", DOC.read_text(), re.S).group(1)
+    assert shown == printed
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in printed.splitlines()[2:] if line.startswith("| --")]
+    by_option: dict[str, dict[str, list[str]]] = {}
+    for cells in rows:
+        by_option.setdefault(cells[0], {})[cells[1]] = cells
+    assert len(by_option) == 5
+    for option, cells in by_option.items():  # the verdict follows from the per-method and pooled differences
+        assert set(cells) == {"ae", "cra", "zero_fill", "pooled"} and cells["pooled"][2] == "30", option
+        mean, se = (float(x.strip("()")) for x in cells["pooled"][5].split())
+        positive = all(float(cells[m][5].split()[0]) > 0 for m in ("ae", "cra", "zero_fill"))
+        assert cells["pooled"][6] == ("adopt" if positive and mean > 2 * se else "keep the default"), option

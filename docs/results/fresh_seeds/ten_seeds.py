@@ -1,7 +1,8 @@
 """Issue #18: the six-pattern average on `synthetic` over ten seeds, the README's five (1111-1115,
 the seeds every CPU default was chosen on) and five fresh ones (1116-1120, this folder), for the
-single models and the variants nearest the oracle, and `admc_cond` (docs/gap_to_oracle.md
-§18.4). Reads stored rows only, about a second:
+single models and the variants nearest the oracle, `admc_cond` (docs/gap_to_oracle.md §18.4)
+and the other learned methods of the README's table but ADMC's slow two (§19.2). Reads stored
+rows only, about a second:
 
     .venv/bin/python docs/results/fresh_seeds/ten_seeds.py
 """
@@ -16,20 +17,26 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parents[1]
 README_ROWS = [RESULTS / "baselines_skip" / "synthetic", RESULTS / "ensembles" / "synthetic",
                RESULTS / "specialists" / "synthetic", RESULTS / "admc_cond_tskip" / "synthetic",
+               RESULTS / "full_suite_cmarr" / "synthetic", RESULTS / "admc_token_skip" / "synthetic",
                RESULTS / "pooled_linear" / "synthetic"]
 FRESH_ROWS = [RESULTS / "fresh_seeds" / "singles", RESULTS / "fresh_seeds" / "variants",
-              RESULTS / "fresh_seeds" / "admc_cond"]
-METHODS = ("cra_x3", "ae_x3", "zero_fill_pp", "cra", "ae", "zero_fill", "admc_cond")
+              RESULTS / "fresh_seeds" / "admc_cond", RESULTS / "fresh_seeds" / "others"]
+METHODS = ("cra_x3", "ae_x3", "zero_fill_pp", "cra", "ae", "zero_fill", "mean_fill", "dicmor", "mmin",
+           "cmarr", "admc_wo_adn", "admc_cond")
 
 
 def averages(folders: list[Path]) -> dict[str, dict[int, float]]:
-    """method -> seed -> six-pattern average accuracy (%), from the folders' results.csv."""
+    """method -> seed -> six-pattern average accuracy (%), from the folders' results.csv; the first
+    folder that holds a method's rows wins (the README's order)."""
     out: dict[str, dict[int, float]] = {}
     for folder in folders:
+        found: dict[str, dict[int, float]] = {}
         with open(folder / "results.csv", newline="") as f:
             for r in csv.DictReader(f):
                 if r["protocol"] == "pattern" and r["condition"] == "Average":
-                    out.setdefault(r["method"], {})[int(r["seed"])] = 100 * float(r["accuracy"])
+                    found.setdefault(r["method"], {})[int(r["seed"])] = 100 * float(r["accuracy"])
+        for method, seeds in found.items():
+            out.setdefault(method, seeds)
     return out
 
 
