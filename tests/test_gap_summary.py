@@ -68,7 +68,7 @@ def test_the_ten_seed_table_is_what_its_script_prints(capsys):
     assert shown == printed
     rows = {line.split(" | ")[0].strip("| "): line.strip("|").split(" | ") for line in printed.splitlines()[2:]}
     assert set(rows) == {"cra_x3", "ae_x3", "zero_fill_pp", "cra", "ae", "zero_fill", "mean_fill", "dicmor", "mmin",
-                         "cmarr", "admc_wo_adn", "admc_cond"}
+                         "cmarr", "admc", "admc_wo_adn", "admc_wo_itfn", "admc_cond"}
     for cells in rows.values():  # ten seeds: the mean of the two halves, the oracle minus it
         first, fresh, ten = (float(c.split(" ± ")[0]) for c in cells[1:4])
         assert abs((first + fresh) / 2 - ten) < 0.011 and 66.5 < ten + float(cells[4]) < 67.2

@@ -1,7 +1,7 @@
 """Issue #18: the six-pattern average on `synthetic` over ten seeds, the README's five (1111-1115,
 the seeds every CPU default was chosen on) and five fresh ones (1116-1120, this folder), for the
 single models and the variants nearest the oracle, `admc_cond` (docs/gap_to_oracle.md §18.4)
-and the other learned methods of the README's table but ADMC's slow two (§19.2). Reads stored
+and the other learned methods of the README's table but the three by-design ones (§19.2). Reads stored
 rows only, about a second:
 
     .venv/bin/python docs/results/fresh_seeds/ten_seeds.py
@@ -20,9 +20,9 @@ README_ROWS = [RESULTS / "baselines_skip" / "synthetic", RESULTS / "ensembles" /
                RESULTS / "full_suite_cmarr" / "synthetic", RESULTS / "admc_token_skip" / "synthetic",
                RESULTS / "pooled_linear" / "synthetic"]
 FRESH_ROWS = [RESULTS / "fresh_seeds" / "singles", RESULTS / "fresh_seeds" / "variants",
-              RESULTS / "fresh_seeds" / "admc_cond", RESULTS / "fresh_seeds" / "others"]
+              RESULTS / "fresh_seeds" / "admc_cond", RESULTS / "fresh_seeds" / "others", RESULTS / "fresh_seeds" / "admc"]
 METHODS = ("cra_x3", "ae_x3", "zero_fill_pp", "cra", "ae", "zero_fill", "mean_fill", "dicmor", "mmin",
-           "cmarr", "admc_wo_adn", "admc_cond")
+           "cmarr", "admc", "admc_wo_adn", "admc_wo_itfn", "admc_cond")
 
 
 def averages(folders: list[Path]) -> dict[str, dict[int, float]]:
