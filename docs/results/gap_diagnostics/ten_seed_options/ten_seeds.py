@@ -1,9 +1,10 @@
-"""Issue #18: three options of the baselines' imputer / classifier stage (`train.lr` 5e-4,
-`train.ema` 0.995, `train.batch_size` 32) against the default (lr 1e-3, ema 0.99, batch 64), chosen
-on valid over ten seeds by a rule written down before the runs (docs/gap_to_oracle.md §19).
+"""Issue #18: four options of the baselines' imputer / classifier stage (`train.lr` 5e-4,
+`train.ema` 0.995, `train.batch_size` 32, `train.ema_warmup` 3 or 1) against the default (lr 1e-3,
+ema 0.99, batch 64, ema_warmup 9), chosen on valid over ten seeds by a rule written down before
+the runs (docs/gap_to_oracle.md §19.1).
 
     .venv/bin/python docs/results/gap_diagnostics/ten_seed_options/ten_seeds.py                  # from valid_by_seed.csv, 1 s
-    .venv/bin/python docs/results/gap_diagnostics/ten_seed_options/ten_seeds.py --collect lr ema batch_size   # sweep folders -> csv
+    .venv/bin/python docs/results/gap_diagnostics/ten_seed_options/ten_seeds.py --collect lr ema batch_size ema_warmup   # sweep folders -> csv
 
 The default arm is the ``--train.lr=0.001`` point of the ``lr`` sweep. Per method and pooled over
 the three methods: the valid difference (option minus default; six-pattern UA of the kept epoch,
@@ -51,20 +52,20 @@ def report() -> None:
           "| test six-pattern avg, default -> option |")
     print("|---|---|---|---|---|---|---|")
     for option in options:
-        pooled, positive = [], []
+        pooled_new, pooled_base, positive = {}, {}, []
         for method in METHODS:
             base, new = table[(method, DEFAULT)], table[(method, option)]
             seeds = sorted(set(base) & set(new))
             mean, se = paired_difference({s: new[s][0] for s in seeds}, {s: base[s][0] for s in seeds})
-            pooled.extend(new[s][0] - base[s][0] for s in seeds)
+            pooled_new.update({(method, s): new[s][0] for s in seeds})
+            pooled_base.update({(method, s): base[s][0] for s in seeds})
             positive.append(mean > 0)
             print(f"| {option} | {method} | {len(seeds)} | {np.mean([base[s][0] for s in seeds]):.2f} | "
                   f"{np.mean([new[s][0] for s in seeds]):.2f} | {mean:+.2f} ({se:.2f}) | "
                   f"{np.mean([base[s][1] for s in seeds]):.2f} -> {np.mean([new[s][1] for s in seeds]):.2f} |")
-        pooled = np.array(pooled)
-        se = pooled.std(ddof=1) / np.sqrt(len(pooled))
-        verdict = "adopt" if all(positive) and pooled.mean() > 2 * se else "keep the default"
-        print(f"| {option} | pooled | {len(pooled)} | | | {pooled.mean():+.2f} ({se:.2f}) | {verdict} |")
+        mean, se = paired_difference(pooled_new, pooled_base)
+        verdict = "adopt" if all(positive) and mean > 2 * se else "keep the default"
+        print(f"| {option} | pooled | {len(pooled_new)} | | | {mean:+.2f} ({se:.2f}) | {verdict} |")
     print(f"\nrule: {RULE}")
 
 
